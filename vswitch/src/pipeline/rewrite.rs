@@ -1,0 +1,96 @@
+//! Stage 5, rewrite: edit forwarded frames in place and build the switch's own replies.
+//!
+//! Contract: applies each forwarded packet's [`Action`] to its bytes: routed frames get the
+//! next hop's MAC, the gateway MAC as source, TTL - 1 and an incrementally updated header
+//! checksum; ARP and ICMP echo replies and ICMP errors are built in the request's own frame (no
+//! allocation, no second buffer). An echo request whose ICMP checksum does not verify is dropped
+//! here (`bad_icmp_checksum`), the first stage that reads the ICMP body.
+
+use super::icmp;
+use super::{Action, PacketCtx, StageEnv, Verdict, L3};
+use crate::frame::{resize, FrameArena};
+use crate::mac::MacAddr;
+use crate::reason::DropReason;
+use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress};
+use vtep::checksum;
+
+const ETH: usize = 14;
+
+/// Rewrites every forwarded packet of `batch`.
+pub fn run(env: StageEnv<'_>, arena: &mut FrameArena, batch: &mut [PacketCtx]) {
+    let Some(config) = env.tables.config.as_ref() else {
+        return;
+    };
+    let gw_mac = config.gateway_mac;
+    let gw_ip = config.gateway_ip;
+    let layout = arena.layout();
+    for p in batch.iter_mut() {
+        let Verdict::Forward(_, action) = p.verdict else {
+            continue;
+        };
+        match (action, p.meta.l3) {
+            (Action::Switch, _) => {}
+            (Action::Route { dst_mac }, L3::Ipv4(_)) => {
+                route(arena.data_mut(p.desc), dst_mac, gw_mac);
+            }
+            (Action::ArpReply { mac }, L3::Arp(arp)) => {
+                p.desc.len = ARP_FRAME_LEN as u32;
+                let f = arena.data_mut(p.desc);
+                write_eth(f, p.meta.src_mac, mac, 0x0806);
+                ArpRepr::EthernetIpv4 {
+                    operation: ArpOperation::Reply,
+                    source_hardware_addr: EthernetAddress(mac.0),
+                    source_protocol_addr: arp.target_ip,
+                    target_hardware_addr: EthernetAddress(arp.sender_mac.0),
+                    target_protocol_addr: arp.sender_ip,
+                }
+                .emit(&mut ArpPacket::new_unchecked(&mut f[ETH..]));
+            }
+            (Action::EchoReply, L3::Ipv4(ip)) => {
+                p.desc.len = (ETH + ip.total_len as usize) as u32;
+                let f = arena.data_mut(p.desc);
+                if icmp::echo_reply(&mut f[ETH..], ip.header_len as usize).is_err() {
+                    p.verdict = Verdict::Drop(DropReason::BadIcmpChecksum);
+                    continue;
+                }
+                let requester = p.meta.src_mac;
+                write_eth(f, requester, gw_mac, 0x0800);
+            }
+            (Action::IcmpError { error, .. }, L3::Ipv4(ip)) => {
+                let quote = icmp::quote_len(ip.header_len, ip.total_len);
+                let Some(desc) = resize(layout, p.desc, icmp::error_frame_len(quote) as u32) else {
+                    p.verdict = Verdict::Drop(DropReason::FrameTooLong);
+                    continue;
+                };
+                p.desc = desc;
+                let f = arena.data_mut(desc);
+                icmp::build_error(&mut f[ETH..], quote, error, gw_ip, ip.src);
+                write_eth(f, p.meta.src_mac, gw_mac, 0x0800);
+            }
+            _ => unreachable!("lookup paired {action:?} with {:?}", p.meta.l3),
+        }
+    }
+}
+
+/// Length of an ARP reply frame: Ethernet + 28 bytes of ARP, no padding.
+const ARP_FRAME_LEN: usize = ETH + 28;
+
+fn write_eth(f: &mut [u8], dst: MacAddr, src: MacAddr, ethertype: u16) {
+    f[0..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&src.0);
+    f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+}
+
+/// Routed rewrite: MACs, TTL - 1, header checksum patched for the TTL/protocol word.
+#[inline]
+fn route(f: &mut [u8], dst: MacAddr, src: MacAddr) {
+    f[0..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&src.0);
+    let ip = &mut f[ETH..];
+    let old_word = u16::from_be_bytes([ip[8], ip[9]]);
+    ip[8] -= 1;
+    let new_word = u16::from_be_bytes([ip[8], ip[9]]);
+    let old_csum = u16::from_be_bytes([ip[10], ip[11]]);
+    let csum = checksum::update_u16(old_csum, old_word, new_word);
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+}
