@@ -4,7 +4,8 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use vswitch::frame::{Desc, FrameArena, FrameLayout};
 use vswitch::mac::MacAddr;
@@ -15,12 +16,15 @@ use vswitch::tables::PortId;
 use vswitch::testing::*;
 
 struct Counting;
-static WATCHING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Set only on the test's own thread: the harness's threads may allocate meanwhile.
+    static WATCHING: Cell<bool> = const { Cell::new(false) };
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if WATCHING.load(SeqCst) {
+        if WATCHING.with(Cell::get) {
             ALLOCS.fetch_add(1, SeqCst);
         }
         // SAFETY: forwards the caller's layout unchanged to the system allocator.
@@ -102,11 +106,11 @@ fn receive_process_transmit_do_not_allocate() {
         }
     };
     round(&mut pipeline, &mut arena, 0); // warm-up: first FDB inserts, lazy statics
-    WATCHING.store(true, SeqCst);
+    WATCHING.with(|w| w.set(true));
     for i in 1..rounds {
         round(&mut pipeline, &mut arena, i as u64 * 1000);
     }
-    WATCHING.store(false, SeqCst);
+    WATCHING.with(|w| w.set(false));
     assert_eq!(ALLOCS.load(SeqCst), 0, "allocations on the per-packet path");
     assert_eq!(arena.pool.in_use(), 0);
     let tx: u64 = (0..3).map(|i| stats.port(PortId(i)).tx_packets.get()).sum();
