@@ -1,6 +1,10 @@
 //! `ctl`: the control-plane side of vswitch that clients share with the daemon.
 //!
-//! Contract: the control protocol's request/response types (serde), the client that speaks it over
-//! the daemon's Unix socket, and the binaries `vswitchctl` and `vswitch-cni` built on that client.
-//! Non-goals: any forwarding logic; it depends on no engine code. The daemon (`vswitchd`) and the
-//! CLI land with the AF_XDP node data plane issue; today this crate holds only the shared types.
+//! Contract: [`proto`] defines the control protocol (one JSON request per line on the daemon's
+//! Unix socket, one JSON response line back); [`client`] speaks it. The binaries `vswitchctl`
+//! and (later) `vswitch-cni` are built on the client. Non-goals: any forwarding logic; this
+//! crate depends on no engine code (the daemon depends on it for the protocol types).
+
+pub mod client;
+pub mod proto;
+pub mod render;

@@ -89,64 +89,136 @@ impl FrameMemory for Box<[u8]> {
     }
 }
 
-/// The free frames of an arena, as a stack of frame base addresses.
+/// Who holds a frame that is out of the pool: the pipeline, or a port (by slot) whose ring it
+/// sits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// Taken from the pool by the worker: being received into, processed or transmitted.
+    InFlight,
+    /// In a ring of the port with this slot (an AF_XDP fill or TX ring).
+    Port(u16),
+}
+
+const FREE: u16 = u16::MAX;
+const IN_FLIGHT: u16 = u16::MAX - 1;
+
+/// The free frames of an arena, as a stack of frame base addresses, and who holds the others.
 ///
 /// Allocation and release are O(1) and never allocate: the stack has room for every frame.
+/// Every frame has exactly one holder at a time; handing a frame to a port ([`FramePool::give`])
+/// and taking it back ([`FramePool::take`]) check the holder, so a frame the kernel returns twice
+/// or from the wrong ring is caught, and frames stranded in a closed socket's rings can be
+/// reclaimed ([`FramePool::reclaim`]).
 #[derive(Debug)]
 pub struct FramePool {
     free: Vec<u64>,
-    is_free: Vec<u64>,
+    holder: Vec<u16>,
     frame_shift: u32,
-    total: usize,
 }
 
 impl FramePool {
     fn new(layout: FrameLayout, frames: usize) -> Self {
         let frame_shift = layout.frame_size.trailing_zeros();
-        let free = (0..frames as u64).rev().map(|i| i << frame_shift).collect();
-        let mut is_free = vec![0u64; frames.div_ceil(64)];
-        for i in 0..frames {
-            is_free[i / 64] |= 1 << (i % 64);
-        }
         FramePool {
-            free,
-            is_free,
+            free: (0..frames as u64).rev().map(|i| i << frame_shift).collect(),
+            holder: vec![FREE; frames],
             frame_shift,
-            total: frames,
         }
     }
 
-    /// Takes a free frame; `None` when every frame is out.
+    #[inline]
+    fn index(&self, addr: u64) -> usize {
+        let i = (addr >> self.frame_shift) as usize;
+        assert!(
+            i < self.holder.len(),
+            "frame address {addr:#x} outside the arena"
+        );
+        i
+    }
+
+    /// Takes a free frame (now [`Holder::InFlight`]); `None` when every frame is out.
     #[inline]
     pub fn alloc(&mut self) -> Option<u64> {
         let base = self.free.pop()?;
         let i = (base >> self.frame_shift) as usize;
-        self.is_free[i / 64] &= !(1 << (i % 64));
+        self.holder[i] = IN_FLIGHT;
         Some(base)
     }
 
-    /// Returns the frame that contains `addr` to the pool.
+    /// Returns the in-flight frame that contains `addr` to the pool.
     ///
     /// # Panics
-    /// On a double free or an address outside the arena: both are engine bugs that would make two
-    /// packets share a buffer, so they stop the worker rather than corrupt traffic.
+    /// On a double free, a frame still held by a port, or an address outside the arena: engine
+    /// bugs that would make two packets share a buffer, so they stop the worker rather than
+    /// corrupt traffic.
     #[inline]
     pub fn free(&mut self, addr: u64) {
-        let i = (addr >> self.frame_shift) as usize;
-        assert!(i < self.total, "frame address {addr:#x} outside the arena");
-        let bit = 1u64 << (i % 64);
+        let i = self.index(addr);
         assert!(
-            self.is_free[i / 64] & bit == 0,
-            "double free of frame {i} (addr {addr:#x})"
+            self.holder[i] == IN_FLIGHT,
+            "free of frame {i} (addr {addr:#x}) held by {:?}",
+            self.holder(addr)
         );
-        self.is_free[i / 64] |= bit;
+        self.holder[i] = FREE;
         self.free.push((i as u64) << self.frame_shift);
+    }
+
+    /// Hands the in-flight frame containing `addr` to port `slot` (into one of its rings).
+    #[inline]
+    pub fn give(&mut self, addr: u64, slot: u16) {
+        let i = self.index(addr);
+        assert!(
+            self.holder[i] == IN_FLIGHT,
+            "give of frame {i} not in flight"
+        );
+        self.holder[i] = slot;
+    }
+
+    /// Takes back from port `slot` the frame containing `addr` (received, or TX completed).
+    ///
+    /// Returns `false`, changing nothing, when the port does not hold that frame (a descriptor
+    /// the kernel should never return): the caller counts it and ignores the descriptor.
+    #[inline]
+    #[must_use]
+    pub fn take(&mut self, addr: u64, slot: u16) -> bool {
+        let i = (addr >> self.frame_shift) as usize;
+        if i >= self.holder.len() || self.holder[i] != slot {
+            return false;
+        }
+        self.holder[i] = IN_FLIGHT;
+        true
+    }
+
+    /// Returns every frame held by port `slot` to the pool (its socket is closed); how many.
+    pub fn reclaim(&mut self, slot: u16) -> usize {
+        let mut n = 0;
+        for i in 0..self.holder.len() {
+            if self.holder[i] == slot {
+                self.holder[i] = FREE;
+                self.free.push((i as u64) << self.frame_shift);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Who holds the frame containing `addr`; `None` when it is free.
+    pub fn holder(&self, addr: u64) -> Option<Holder> {
+        match self.holder[self.index(addr)] {
+            FREE => None,
+            IN_FLIGHT => Some(Holder::InFlight),
+            slot => Some(Holder::Port(slot)),
+        }
     }
 
     /// Whether the frame containing `addr` is in the pool.
     pub fn is_free(&self, addr: u64) -> bool {
-        let i = (addr >> self.frame_shift) as usize;
-        i < self.total && self.is_free[i / 64] & (1 << (i % 64)) != 0
+        self.holder(addr).is_none()
+    }
+
+    /// Frames held by port `slot`.
+    pub fn held_by(&self, slot: u16) -> usize {
+        self.holder.iter().filter(|h| **h == slot).count()
     }
 
     /// Frames in the pool.
@@ -156,12 +228,12 @@ impl FramePool {
 
     /// Frames out of the pool (in rings or in flight).
     pub fn in_use(&self) -> usize {
-        self.total - self.free.len()
+        self.holder.len() - self.free.len()
     }
 
     /// Frames in the arena.
     pub fn total(&self) -> usize {
-        self.total
+        self.holder.len()
     }
 }
 
@@ -300,7 +372,24 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "double free")]
+    fn ports_hold_frames_and_closed_ports_give_them_back() {
+        let mut arena = FrameArena::with_heap(FrameLayout::DEFAULT, 4).unwrap();
+        let a = arena.pool.alloc().unwrap();
+        let b = arena.pool.alloc().unwrap();
+        arena.pool.give(a, 7);
+        arena.pool.give(b, 7);
+        assert_eq!(arena.pool.holder(a), Some(Holder::Port(7)));
+        assert!(!arena.pool.take(a, 8), "another port's frame is refused");
+        assert!(arena.pool.take(a, 7));
+        assert!(!arena.pool.take(a, 7), "a frame returned twice is refused");
+        assert_eq!(arena.pool.held_by(7), 1);
+        assert_eq!(arena.pool.reclaim(7), 1);
+        arena.pool.free(a);
+        assert_eq!(arena.pool.in_use(), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "free of frame")]
     fn double_free_is_caught() {
         let mut arena = FrameArena::with_heap(FrameLayout::DEFAULT, 2).unwrap();
         let a = arena.alloc_copy(b"x").unwrap();

@@ -32,7 +32,13 @@ impl Counter {
 
     /// Sets the counter back to zero (when a port slot is reused).
     pub fn reset(&self) {
-        self.0.store(0, Relaxed);
+        self.set(0);
+    }
+
+    /// Sets a gauge. Only the owning worker may call this.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
     }
 }
 
@@ -183,6 +189,14 @@ pub struct WorkerStats {
     pub busy_polls: Counter,
     /// Poll rounds that found nothing to do.
     pub idle_polls: Counter,
+    /// Times the worker blocked in poll(2) (adaptive idle).
+    pub sleeps: Counter,
+    /// Gauge: frames of the worker's arena out of its pool.
+    pub frames_in_use: Counter,
+    /// Gauge: frames in the worker's arena.
+    pub frames_total: Counter,
+    /// Descriptors a kernel ring returned that the port did not hold (ignored).
+    pub bad_descriptors: Counter,
 }
 
 impl Default for WorkerStats {
@@ -191,6 +205,10 @@ impl Default for WorkerStats {
             ports: (0..MAX_PORTS).map(|_| PortCounters::default()).collect(),
             busy_polls: Counter::default(),
             idle_polls: Counter::default(),
+            sleeps: Counter::default(),
+            frames_in_use: Counter::default(),
+            frames_total: Counter::default(),
+            bad_descriptors: Counter::default(),
         }
     }
 }

@@ -3,8 +3,8 @@
 //! reply, echo reply, ICMP error, FDB learning, drops).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::Ipv4Addr;
 use std::cell::Cell;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use vswitch::frame::{Desc, FrameArena, FrameLayout};

@@ -1,0 +1,375 @@
+//! `vswitchctl`: the operator's command line for vswitchd.
+//!
+//! Contract: each invocation sends at most one request over the daemon's control socket and
+//! prints the result, as tables for people or, with `--json`, as pretty JSON for scripts (the
+//! verb's result; `port add` prints a CNI 1.0.0 result). Errors are one line on stderr,
+//! `vswitchctl: <message>`, and an exit code: 1 when the daemon refused or failed the request
+//! (or answered unintelligibly), 2 for usage errors, 3 when the daemon cannot be reached.
+//! `completions` needs no daemon.
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use ctl::client::{self, ClientError};
+use ctl::proto::{self, ErrorCode, PortAdd, Reply, Request, Response};
+use ctl::render;
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit code: the daemon answered with an error (or an answer that made no sense).
+const EXIT_FAILED: u8 = 1;
+/// Exit code: the daemon could not be reached.
+const EXIT_UNREACHABLE: u8 = 3;
+
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  vswitchctl port list
+  vswitchctl port add --netns pod1 --id 3f2a9c --ip 10.244.1.5/24
+  vswitchctl --json stats
+  vswitchctl --socket /tmp/vswitch.sock node
+
+Exit codes: 0 ok, 1 the daemon refused or failed the request, 2 usage error,
+3 vswitchd cannot be reached.";
+
+/// Control a running vswitchd over its Unix socket.
+#[derive(Debug, Parser)]
+#[command(name = "vswitchctl", version, after_help = MAIN_EXAMPLES)]
+struct Cli {
+    /// The daemon's control socket.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH",
+        env = "VSWITCH_SOCKET",
+        default_value = proto::DEFAULT_SOCKET
+    )]
+    socket: PathBuf,
+    /// Print the daemon's result as pretty JSON instead of tables.
+    #[arg(long, global = true, help_heading = "Global options")]
+    json: bool,
+    /// How long to wait for the daemon's answer, in seconds (port add creates veths).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "SECS",
+        default_value = "30",
+        value_parser = parse_timeout
+    )]
+    timeout: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Attach, detach and list pod ports.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  vswitchctl port add --netns pod1 --id 3f2a9c\n  \
+                      vswitchctl port del --id 3f2a9c\n  vswitchctl port list"
+    )]
+    Port(PortCommand),
+    /// Show packet, drop and event counters per port and per worker.
+    #[command(
+        after_help = "Examples:\n  vswitchctl stats\n  vswitchctl --json stats | jq '.ports[] | select(.drops != [])'"
+    )]
+    Stats,
+    /// Show the node's switch settings (pod CIDR, gateway, MTU, ...).
+    #[command(
+        after_help = "Examples:\n  vswitchctl node\n  vswitchctl --json node | jq -r .pod_cidr"
+    )]
+    Node,
+    /// Print a shell completion script (needs no daemon).
+    #[command(
+        after_help = "Examples:\n  vswitchctl completions bash > /etc/bash_completion.d/vswitchctl\n  \
+                            vswitchctl completions zsh > \"${fpath[1]}/_vswitchctl\"\n  \
+                            vswitchctl completions fish > ~/.config/fish/completions/vswitchctl.fish"
+    )]
+    Completions {
+        /// The shell to complete for.
+        shell: Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PortCommand {
+    /// Attach a pod: create its veth, address it and attach the host end (like CNI ADD).
+    #[command(after_help = "Examples:\n  \
+        vswitchctl port add --netns pod1 --id 3f2a9c\n  \
+        vswitchctl port add --netns /var/run/netns/pod1 --id 3f2a9c --ip 10.244.1.5/24\n  \
+        vswitchctl --json port add --netns pod1 --id 3f2a9c --ifname eth1 --mac 0a:58:0a:f4:01:05")]
+    Add(AddArgs),
+    /// Detach a pod and delete its veth (like CNI DEL; an unknown id is not an error).
+    #[command(after_help = "Examples:\n  vswitchctl port del --id 3f2a9c\n  \
+                            vswitchctl port del --id 3f2a9c --ifname eth1")]
+    Del {
+        /// Container id the port was added with.
+        #[arg(long, value_name = "ID")]
+        id: String,
+        /// Interface name inside the pod.
+        #[arg(long, value_name = "NAME", default_value = "eth0")]
+        ifname: String,
+    },
+    /// List every attached port.
+    #[command(
+        after_help = "Examples:\n  vswitchctl port list\n  vswitchctl --json port list | jq -r '.[].ip'"
+    )]
+    List,
+}
+
+#[derive(Debug, Args)]
+struct AddArgs {
+    /// The pod's network namespace: a name under /var/run/netns or a path.
+    #[arg(long, value_name = "NAME|PATH")]
+    netns: String,
+    /// Container id (CNI_CONTAINERID).
+    #[arg(long, value_name = "ID")]
+    id: String,
+    /// Interface name inside the pod.
+    #[arg(long, value_name = "NAME", default_value = "eth0")]
+    ifname: String,
+    /// Address with prefix, e.g. 10.244.1.5/24 (free, inside the pod CIDR); allocated if absent.
+    #[arg(long, value_name = "CIDR")]
+    ip: Option<Ipv4Net>,
+    /// MAC of the pod interface, e.g. 0a:58:0a:f4:01:05; derived from the IP if absent.
+    #[arg(long, value_name = "MAC", value_parser = parse_mac)]
+    mac: Option<String>,
+}
+
+/// Shells `completions` can write a script for.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 24.0 * 3600.0) {
+        return Err(format!(
+            "`{s}` must be more than 0 and at most 86400 seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_mac(s: &str) -> Result<String, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    if ok {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!("`{s}` is not a MAC address like 0a:58:0a:f4:01:05"))
+    }
+}
+
+/// Why an invocation failed: the line to print and the exit code.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code,
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Connect { path, source } => {
+                let root = if source.kind() == std::io::ErrorKind::PermissionDenied {
+                    " (the socket is root-only: run vswitchctl as root)"
+                } else {
+                    ""
+                };
+                Failure::new(
+                    EXIT_UNREACHABLE,
+                    format!(
+                        "cannot reach vswitchd at {path}: {source}{root}; check that vswitchd is \
+                         running and that --socket (or VSWITCH_SOCKET) names its control socket"
+                    ),
+                )
+            }
+            e => Failure::new(EXIT_FAILED, e.to_string()),
+        }
+    }
+}
+
+fn error_code_name(code: ErrorCode) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{code:?}"))
+}
+
+/// Sends `request` and returns the daemon's result, or the failure to report.
+fn ask(cli: &Cli, request: &Request) -> Result<Reply, Failure> {
+    match client::call(&cli.socket, request, cli.timeout)? {
+        Response::Ok { result } => Ok(result),
+        Response::Error { code, message } => Err(Failure::new(
+            EXIT_FAILED,
+            format!("{} ({})", one_line(&message), error_code_name(code)),
+        )),
+    }
+}
+
+/// Keeps an error to its promised single line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn unexpected(reply: &Reply) -> Failure {
+    let kind = serde_json::to_value(reply)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
+    Failure::new(
+        EXIT_FAILED,
+        format!("vswitchd answered with an unexpected `{kind}` result; are vswitchctl and vswitchd the same version?"),
+    )
+}
+
+fn pretty<T: Serialize>(value: &T) -> Result<String, Failure> {
+    serde_json::to_string_pretty(value)
+        .map(|s| s + "\n")
+        .map_err(|e| Failure::new(EXIT_FAILED, format!("encoding JSON: {e}")))
+}
+
+/// Runs the command and returns what to print on stdout.
+fn run(cli: &Cli) -> Result<String, Failure> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vswitchctl", &mut out);
+            String::from_utf8(out).map_err(|e| Failure::new(EXIT_FAILED, e.to_string()))
+        }
+        Command::Port(PortCommand::Add(a)) => {
+            let request = Request::PortAdd(PortAdd {
+                netns: a.netns.clone(),
+                id: a.id.clone(),
+                ifname: a.ifname.clone(),
+                ip: a.ip,
+                mac: a.mac.clone(),
+            });
+            match ask(cli, &request)? {
+                Reply::Port(p) if cli.json => pretty(&render::cni_result(&p)),
+                Reply::Port(p) => Ok(render::port_summary(&p)),
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Port(PortCommand::Del { id, ifname }) => {
+            let request = Request::PortDel {
+                id: id.clone(),
+                ifname: ifname.clone(),
+            };
+            match ask(cli, &request)? {
+                Reply::Removed(removed) if cli.json => pretty(&serde_json::json!({
+                    "id": id, "ifname": ifname, "removed": removed
+                })),
+                Reply::Removed(removed) => Ok(render::removed(id, ifname, removed)),
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Port(PortCommand::List) => match ask(cli, &Request::PortList {})? {
+            Reply::Ports(ports) if cli.json => pretty(&ports),
+            Reply::Ports(ports) => Ok(render::port_table(&ports)),
+            other => Err(unexpected(&other)),
+        },
+        Command::Stats => match ask(cli, &Request::Stats {})? {
+            Reply::Stats(s) if cli.json => pretty(&s),
+            Reply::Stats(s) => Ok(render::stats(&s)),
+            other => Err(unexpected(&other)),
+        },
+        Command::Node => match ask(cli, &Request::Node {})? {
+            Reply::Node(n) if cli.json => pretty(&n),
+            Reply::Node(n) => Ok(render::node(&n)),
+            other => Err(unexpected(&other)),
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(out) => {
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(out.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                // `vswitchctl stats | head`: the reader left; that is not our failure.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vswitchctl: writing output: {e}");
+                    ExitCode::from(EXIT_FAILED)
+                }
+            }
+        }
+        Err(f) => {
+            eprintln!("vswitchctl: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn timeouts_and_macs_are_checked() {
+        assert_eq!(parse_timeout("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("-1").is_err());
+        assert!(parse_timeout("soon").is_err());
+        assert_eq!(
+            parse_mac("0A:58:0a:f4:01:05").as_deref(),
+            Ok("0a:58:0a:f4:01:05")
+        );
+        assert!(parse_mac("0a:58:0a:f4:01").is_err());
+        assert!(parse_mac("0a:58:0a:f4:01:zz").is_err());
+    }
+
+    #[test]
+    fn every_verb_has_an_example() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        fn walk(c: &clap::Command, path: &str) {
+            let help = c
+                .get_after_help()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            assert!(help.contains("Examples:"), "{path} has no example");
+            for sub in c.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        walk(&cmd, "vswitchctl");
+    }
+}

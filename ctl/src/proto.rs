@@ -1,0 +1,250 @@
+//! The control protocol: requests, responses and their JSON encoding.
+//!
+//! Contract: a client writes one [`Request`] as a single JSON line (at most [`MAX_REQUEST_BYTES`]
+//! bytes) and reads one [`Response`] line. Requests are tagged by `"verb"`; unknown verbs and
+//! fields are errors, answered with [`ErrorCode::BadRequest`], never a dropped connection.
+//! Addresses travel as strings in their usual text forms (`10.244.1.2/24`,
+//! `0a:58:0a:f4:01:02`) so the protocol is readable with `socat` and stable across versions.
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// The longest request line the daemon reads; longer lines are refused.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Default control socket path.
+pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitch.sock";
+
+/// What a client asks the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Attach a pod: create its veth, address it, attach the host end (mirrors CNI ADD).
+    PortAdd(PortAdd),
+    /// Detach a pod and delete its veth (mirrors CNI DEL); unknown ids succeed.
+    PortDel {
+        /// Container id.
+        id: String,
+        /// Interface name inside the pod.
+        #[serde(default = "default_ifname")]
+        ifname: String,
+    },
+    /// Every attached port.
+    PortList {},
+    /// Counters per port and per worker.
+    Stats {},
+    /// The node's switch settings.
+    Node {},
+}
+
+fn default_ifname() -> String {
+    "eth0".into()
+}
+
+/// `port add` parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortAdd {
+    /// The pod's network namespace: a name under /var/run/netns or a path.
+    pub netns: String,
+    /// Container id (CNI_CONTAINERID).
+    pub id: String,
+    /// Interface name inside the pod.
+    #[serde(default = "default_ifname")]
+    pub ifname: String,
+    /// A requested address (must be free and inside the pod CIDR); allocated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Net>,
+    /// A requested MAC for the pod interface; derived from the IP when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// A pod attachment, as `port add` and `port list` report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    /// Container id.
+    pub id: String,
+    /// Interface name inside the pod.
+    pub ifname: String,
+    /// The pod's network namespace path.
+    pub netns: String,
+    /// Host-side veth name (the switch port).
+    pub host_ifname: String,
+    /// Host-side veth MAC.
+    pub host_mac: String,
+    /// Switch port slot.
+    pub port: u16,
+    /// Pod interface MAC.
+    pub mac: String,
+    /// Pod address with prefix (`10.244.1.2/24`).
+    pub ip: Ipv4Net,
+    /// The pod's default gateway.
+    pub gateway: Ipv4Addr,
+    /// Pod interface MTU.
+    pub mtu: u16,
+}
+
+/// One port's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortCounters {
+    /// Port name (host-side interface).
+    pub name: String,
+    /// Port slot.
+    pub port: u16,
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames transmitted.
+    pub tx_packets: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Non-zero drops by reason.
+    pub drops: BTreeMap<String, u64>,
+    /// Non-zero events (ARP replies, echo replies, ...).
+    pub events: BTreeMap<String, u64>,
+}
+
+/// One worker's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerCounters {
+    /// Worker index.
+    pub worker: usize,
+    /// CPU it is pinned to.
+    pub cpu: Option<usize>,
+    /// Poll rounds that moved frames.
+    pub busy_polls: u64,
+    /// Poll rounds that found nothing.
+    pub idle_polls: u64,
+    /// Times the worker slept in poll(2) (adaptive idle).
+    pub sleeps: u64,
+    /// Frames of the worker's UMEM out of its free pool.
+    pub frames_in_use: u64,
+    /// Frames in the worker's UMEM.
+    pub frames_total: u64,
+}
+
+/// `stats` result.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Per port.
+    pub ports: Vec<PortCounters>,
+    /// Per worker.
+    pub workers: Vec<WorkerCounters>,
+}
+
+/// `node` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Node name.
+    pub name: String,
+    /// Node IP on the underlay.
+    pub node_ip: Ipv4Addr,
+    /// This node's pod subnet.
+    pub pod_cidr: Ipv4Net,
+    /// The cluster's pod network.
+    pub cluster_cidr: Ipv4Net,
+    /// Gateway address of the pods.
+    pub gateway: Ipv4Addr,
+    /// Gateway MAC.
+    pub gateway_mac: String,
+    /// Pod MTU.
+    pub pod_mtu: u16,
+}
+
+/// Why a request failed, in categories a script can branch on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request could not be decoded or has invalid values.
+    BadRequest,
+    /// The request conflicts with existing state (address in use, ...).
+    Conflict,
+    /// Something the request names does not exist.
+    NotFound,
+    /// The pod CIDR has no free address.
+    Exhausted,
+    /// The daemon failed to carry the request out (netlink, AF_XDP, state file).
+    Internal,
+}
+
+/// The daemon's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Response {
+    /// Success, with the verb's result.
+    Ok {
+        /// The result.
+        result: Reply,
+    },
+    /// Failure, with one line for people and a code for scripts.
+    Error {
+        /// Category.
+        code: ErrorCode,
+        /// One line saying what went wrong and what to do.
+        message: String,
+    },
+}
+
+/// Results by verb.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum Reply {
+    /// `port add`.
+    Port(PortInfo),
+    /// `port del`: whether something was removed.
+    Removed(bool),
+    /// `port list`.
+    Ports(Vec<PortInfo>),
+    /// `stats`.
+    Stats(Stats),
+    /// `node`.
+    Node(NodeInfo),
+}
+
+impl Response {
+    /// An error response.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Response::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_tagged_json_lines() {
+        let r = Request::PortAdd(PortAdd {
+            netns: "pod1".into(),
+            id: "c1".into(),
+            ifname: "eth0".into(),
+            ip: Some("10.244.1.5/24".parse().unwrap()),
+            mac: None,
+        });
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(line.starts_with(r#"{"verb":"port_add","#), "{line}");
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
+        let del: Request = serde_json::from_str(r#"{"verb":"port_del","id":"c1"}"#).unwrap();
+        assert_eq!(
+            del,
+            Request::PortDel {
+                id: "c1".into(),
+                ifname: "eth0".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_verbs_and_fields_are_refused() {
+        assert!(serde_json::from_str::<Request>(r#"{"verb":"explode"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"verb":"port_list","x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"verb":"port_del","id":5}"#).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! `vswitchd`: the vswitch daemon around the engine.
+//!
+//! Contract: everything the engine must not contain lives here: the configuration file, the
+//! AF_XDP backend of the engine's `Port` trait, worker threads, pod plumbing over netlink, the
+//! control socket and the persisted state. `main.rs` wires them together.
+
+pub mod config;
+pub mod control;
+pub mod netlink;
+pub mod state;
+pub mod switch;
+pub mod worker;

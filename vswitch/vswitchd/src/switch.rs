@@ -1,0 +1,633 @@
+//! The switch manager: turns control requests into state, plumbing and table snapshots.
+//!
+//! Contract: [`Switch`] owns the persisted [`State`] (pods, IPAM) and is the only writer of
+//! the table snapshot. `port add` is idempotent per (container id, interface): the same pair
+//! again returns the existing attachment. A new pod gets an address (requested or allocated),
+//! a slot and a host interface name, then [`PodPlumbing`] creates and attaches it, then the
+//! state is saved, then the tables are published; a failure at any step undoes the earlier ones
+//! and stores nothing. `port del` of an unknown pod succeeds. Requests are serialized by one
+//! lock on the control path; workers never take it.
+
+use crate::config::{mac_for_ip, Config};
+use crate::control::Handler;
+use crate::state::{PodRecord, State, StateStore};
+use ctl::proto::{self, ErrorCode, Reply, Request, Response};
+use ipnet::Ipv4Net;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use vswitch::mac::MacAddr;
+use vswitch::stats::{PortStats, WorkerStats};
+use vswitch::tables::{PortId, PortInfo, PortKind, SwitchConfig, TableHandle, Tables, MAX_PORTS};
+
+/// The first slot pods get (0: host port, 1: uplink).
+pub const FIRST_POD_SLOT: u16 = 2;
+/// Slot of the host port.
+pub const HOST_SLOT: PortId = PortId(0);
+/// Slot of the uplink.
+pub const UPLINK_SLOT: PortId = PortId(1);
+
+/// Creates, re-attaches and removes pods' interfaces and their switch ports.
+pub trait PodPlumbing: Send {
+    /// Creates the pod's veth as `pod` describes and attaches the host end as port `pod.slot`;
+    /// returns the host end's MAC. On error nothing is left behind.
+    fn attach(&mut self, pod: &PodRecord, gateway: std::net::Ipv4Addr) -> Result<MacAddr, String>;
+    /// Attaches an existing pod veth again (after a restart); returns the host end's MAC.
+    fn reattach(&mut self, pod: &PodRecord) -> Result<MacAddr, String>;
+    /// Detaches the port and deletes the veth (both idempotent).
+    fn detach(&mut self, pod: &PodRecord) -> Result<(), String>;
+}
+
+struct Inner {
+    state: State,
+    host_macs: BTreeMap<u16, MacAddr>,
+    plumbing: Box<dyn PodPlumbing>,
+    fixed_ports: Vec<PortInfo>,
+}
+
+/// The node's switch: configuration, state, plumbing, tables and workers' counters.
+pub struct Switch {
+    config: Config,
+    store: StateStore,
+    tables: TableHandle,
+    workers: Vec<(Arc<WorkerStats>, Option<usize>)>,
+    inner: Mutex<Inner>,
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+    Response::error(code, message)
+}
+
+impl Switch {
+    /// A switch over `state` (already loaded) whose non-pod ports are `fixed_ports`.
+    /// Re-attaches every pod in the state; a pod whose veth is gone stays recorded (so a later
+    /// `port del` frees its address) but unattached, with a warning.
+    pub fn new(
+        config: Config,
+        store: StateStore,
+        state: State,
+        plumbing: Box<dyn PodPlumbing>,
+        fixed_ports: Vec<PortInfo>,
+        tables: TableHandle,
+        workers: Vec<(Arc<WorkerStats>, Option<usize>)>,
+    ) -> Switch {
+        let mut inner = Inner {
+            state,
+            host_macs: BTreeMap::new(),
+            plumbing,
+            fixed_ports,
+        };
+        for pod in inner.state.pods.clone() {
+            match inner.plumbing.reattach(&pod) {
+                Ok(mac) => {
+                    inner.host_macs.insert(pod.slot, mac);
+                    tracing::info!(id = %pod.id, ip = %pod.ip, port = pod.host_ifname, "re-attached pod");
+                }
+                Err(e) => {
+                    tracing::warn!(id = %pod.id, "pod not re-attached, kept in state until `port del`: {e}");
+                }
+            }
+        }
+        let switch = Switch {
+            config,
+            store,
+            tables,
+            workers,
+            inner: Mutex::new(inner),
+        };
+        {
+            let inner = switch.inner.lock().expect("switch lock");
+            if let Err(e) = switch.publish(&inner) {
+                tracing::error!("cannot publish tables: {e}");
+            }
+        }
+        switch
+    }
+
+    fn switch_config(&self) -> SwitchConfig {
+        SwitchConfig {
+            gateway_ip: self.config.gateway_ip(),
+            gateway_mac: self.config.gateway_mac(),
+            pod_cidr: self.config.node.pod_cidr,
+            cluster_cidr: self.config.node.cluster_cidr,
+        }
+    }
+
+    /// Builds and publishes the snapshot for the attached pods and fixed ports.
+    fn publish(&self, inner: &Inner) -> Result<(), String> {
+        let mut ports = inner.fixed_ports.clone();
+        for pod in inner
+            .state
+            .pods
+            .iter()
+            .filter(|p| inner.host_macs.contains_key(&p.slot))
+        {
+            ports.push(PortInfo {
+                id: PortId(pod.slot),
+                name: pod.host_ifname.clone(),
+                kind: PortKind::Pod,
+                mac: pod.mac,
+                ip: Some(pod.ip.addr()),
+                mtu: pod.mtu,
+            });
+        }
+        let tables = Tables::build(self.switch_config(), ports).map_err(|e| e.to_string())?;
+        self.tables.publish(tables);
+        Ok(())
+    }
+
+    fn port_info(&self, pod: &PodRecord, host_mac: Option<MacAddr>) -> proto::PortInfo {
+        proto::PortInfo {
+            id: pod.id.clone(),
+            ifname: pod.ifname.clone(),
+            netns: pod.netns.clone(),
+            host_ifname: pod.host_ifname.clone(),
+            host_mac: host_mac.map(|m| m.to_string()).unwrap_or_default(),
+            port: pod.slot,
+            mac: pod.mac.to_string(),
+            ip: pod.ip,
+            gateway: self.config.gateway_ip(),
+            mtu: pod.mtu,
+        }
+    }
+
+    fn port_add(&self, req: proto::PortAdd) -> Response {
+        if let Err(why) = validate_names(&req.id, &req.ifname) {
+            return error(ErrorCode::BadRequest, why);
+        }
+        let netns = crate::netlink::netns_path(&req.netns);
+        if !netns.exists() {
+            return error(
+                ErrorCode::NotFound,
+                format!("network namespace {} does not exist", netns.display()),
+            );
+        }
+        let mac = match req.mac.as_deref().map(str::parse::<MacAddr>).transpose() {
+            Ok(m) => m,
+            Err(e) => return error(ErrorCode::BadRequest, e.to_string()),
+        };
+        if mac.is_some_and(|m| m.is_multicast()) {
+            return error(ErrorCode::BadRequest, "--mac must be a unicast address");
+        }
+        let mut inner = self.inner.lock().expect("switch lock");
+        if let Some(pod) = inner.state.pod(&req.id, &req.ifname) {
+            let host_mac = inner.host_macs.get(&pod.slot).copied();
+            return ok(Reply::Port(self.port_info(pod, host_mac)));
+        }
+        let cidr = self.config.node.pod_cidr;
+        let mut next = inner.state.clone();
+        let ip = match next.allocate_ip(cidr, self.config.gateway_ip(), req.ip.map(|n| n.addr())) {
+            Ok(ip) => ip,
+            Err(e) => {
+                let code = match e {
+                    crate::state::IpamError::Exhausted(..) => ErrorCode::Exhausted,
+                    crate::state::IpamError::InUse(..) => ErrorCode::Conflict,
+                    crate::state::IpamError::Unusable(..) => ErrorCode::BadRequest,
+                };
+                return error(code, e.to_string());
+            }
+        };
+        if let Some(want) = req.ip.filter(|n| n.prefix_len() != cidr.prefix_len()) {
+            return error(
+                ErrorCode::BadRequest,
+                format!(
+                    "--ip {want} must have the pod CIDR's prefix /{}",
+                    cidr.prefix_len()
+                ),
+            );
+        }
+        let mac = mac.unwrap_or_else(|| mac_for_ip(ip));
+        if let Some(other) = next.pods.iter().find(|p| p.mac == mac) {
+            return error(
+                ErrorCode::Conflict,
+                format!("MAC {mac} is already used by pod {}", other.id),
+            );
+        }
+        let Some(slot) = next.free_slot(FIRST_POD_SLOT, MAX_PORTS as u16) else {
+            return error(
+                ErrorCode::Exhausted,
+                format!("all {MAX_PORTS} switch ports are in use"),
+            );
+        };
+        let record = PodRecord {
+            id: req.id.clone(),
+            ifname: req.ifname.clone(),
+            netns: netns.display().to_string(),
+            host_ifname: host_ifname(&req.id, &req.ifname),
+            slot,
+            mac,
+            ip: Ipv4Net::new(ip, cidr.prefix_len()).expect("prefix from a valid CIDR"),
+            mtu: self.config.pod_mtu(),
+        };
+        let host_mac = match inner.plumbing.attach(&record, self.config.gateway_ip()) {
+            Ok(m) => m,
+            Err(e) => {
+                return error(
+                    ErrorCode::Internal,
+                    format!("attaching pod {}: {e}", req.id),
+                )
+            }
+        };
+        next.pods.push(record.clone());
+        if let Err(e) = self.store.save(&next) {
+            let _ = inner.plumbing.detach(&record);
+            return error(ErrorCode::Internal, e.to_string());
+        }
+        inner.state = next;
+        inner.host_macs.insert(slot, host_mac);
+        if let Err(e) = self.publish(&inner) {
+            tracing::error!("publishing tables after adding {}: {e}", record.id);
+        }
+        tracing::info!(id = %record.id, ip = %record.ip, port = record.host_ifname, "pod attached");
+        ok(Reply::Port(self.port_info(&record, Some(host_mac))))
+    }
+
+    fn port_del(&self, id: &str, ifname: &str) -> Response {
+        let mut inner = self.inner.lock().expect("switch lock");
+        let Some(pod) = inner.state.pod(id, ifname).cloned() else {
+            return ok(Reply::Removed(false));
+        };
+        inner.host_macs.remove(&pod.slot);
+        if let Err(e) = self.publish(&inner) {
+            tracing::error!("publishing tables while removing {id}: {e}");
+        }
+        if let Err(e) = inner.plumbing.detach(&pod) {
+            tracing::warn!(id, "removing the pod's interface failed (continuing): {e}");
+        }
+        let mut next = inner.state.clone();
+        next.pods.retain(|p| !(p.id == id && p.ifname == ifname));
+        if let Err(e) = self.store.save(&next) {
+            return error(ErrorCode::Internal, e.to_string());
+        }
+        inner.state = next;
+        tracing::info!(id, ip = %pod.ip, "pod detached");
+        ok(Reply::Removed(true))
+    }
+
+    fn port_list(&self) -> Response {
+        let inner = self.inner.lock().expect("switch lock");
+        let ports = inner
+            .state
+            .pods
+            .iter()
+            .map(|p| self.port_info(p, inner.host_macs.get(&p.slot).copied()))
+            .collect();
+        ok(Reply::Ports(ports))
+    }
+
+    fn stats(&self) -> Response {
+        let tables = self.tables.load();
+        let ports = tables
+            .ports()
+            .map(|p| {
+                let mut total = PortStats::default();
+                for (w, _) in &self.workers {
+                    total.merge(&w.snapshot(p.id));
+                }
+                proto::PortCounters {
+                    name: p.name.clone(),
+                    port: p.id.0,
+                    rx_packets: total.rx_packets,
+                    rx_bytes: total.rx_bytes,
+                    tx_packets: total.tx_packets,
+                    tx_bytes: total.tx_bytes,
+                    drops: total
+                        .drops
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), *v))
+                        .collect(),
+                    events: total
+                        .events
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), *v))
+                        .collect(),
+                }
+            })
+            .collect();
+        let workers = self
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, (w, cpu))| proto::WorkerCounters {
+                worker: i,
+                cpu: *cpu,
+                busy_polls: w.busy_polls.get(),
+                idle_polls: w.idle_polls.get(),
+                sleeps: w.sleeps.get(),
+                frames_in_use: w.frames_in_use.get(),
+                frames_total: w.frames_total.get(),
+            })
+            .collect();
+        ok(Reply::Stats(proto::Stats { ports, workers }))
+    }
+
+    fn node(&self) -> Response {
+        ok(Reply::Node(proto::NodeInfo {
+            name: self.config.node.name.clone(),
+            node_ip: self.config.node.node_ip,
+            pod_cidr: self.config.node.pod_cidr,
+            cluster_cidr: self.config.node.cluster_cidr,
+            gateway: self.config.gateway_ip(),
+            gateway_mac: self.config.gateway_mac().to_string(),
+            pod_mtu: self.config.pod_mtu(),
+        }))
+    }
+
+    /// Detaches every attached pod port from the switch without deleting the veths (stop).
+    pub fn shutdown(&self) {
+        let mut inner = self.inner.lock().expect("switch lock");
+        inner.host_macs.clear();
+    }
+}
+
+fn ok(result: Reply) -> Response {
+    Response::Ok { result }
+}
+
+impl Handler for Switch {
+    fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::PortAdd(req) => self.port_add(req),
+            Request::PortDel { id, ifname } => self.port_del(&id, &ifname),
+            Request::PortList {} => self.port_list(),
+            Request::Stats {} => self.stats(),
+            Request::Node {} => self.node(),
+        }
+    }
+}
+
+/// Checks a container id and interface name before they reach the kernel or the state file.
+pub fn validate_names(id: &str, ifname: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 256 || id.chars().any(|c| c.is_control() || c == '/') {
+        return Err(format!(
+            "container id {id:?} must be 1-256 printable characters without '/'"
+        ));
+    }
+    let ok_if = !ifname.is_empty()
+        && ifname.len() <= 15
+        && ifname != "."
+        && ifname != ".."
+        && ifname
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
+    if !ok_if {
+        return Err(format!(
+            "interface name {ifname:?} must be 1-15 visible characters without '/' or ':'"
+        ));
+    }
+    Ok(())
+}
+
+/// The host-side interface name of a pod: `vsw` and 11 hex digits of a hash of its id and
+/// interface (stable, so a restarted daemon finds it; FNV-1a 64).
+pub fn host_ifname(id: &str, ifname: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes().chain([0]).chain(ifname.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("vsw{:011x}", h >> 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Plumbing that records calls and can be told to fail.
+    #[derive(Clone, Default)]
+    struct Fake {
+        calls: Arc<Mutex<Vec<String>>>,
+        fail: Arc<AtomicBool>,
+    }
+
+    impl PodPlumbing for Fake {
+        fn attach(&mut self, pod: &PodRecord, _: std::net::Ipv4Addr) -> Result<MacAddr, String> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err("veth creation failed".into());
+            }
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("attach {} {}", pod.id, pod.ip));
+            Ok(MacAddr([2, 0, 0, 0, 0, pod.slot as u8]))
+        }
+        fn reattach(&mut self, pod: &PodRecord) -> Result<MacAddr, String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("reattach {}", pod.id));
+            Ok(MacAddr([2, 0, 0, 0, 0, pod.slot as u8]))
+        }
+        fn detach(&mut self, pod: &PodRecord) -> Result<(), String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("detach {}", pod.id));
+            Ok(())
+        }
+    }
+
+    struct Fixture {
+        dir: std::path::PathBuf,
+        fake: Fake,
+        tables: TableHandle,
+    }
+
+    impl Fixture {
+        fn new(tag: &str) -> Fixture {
+            let dir =
+                std::env::temp_dir().join(format!("vswitchd-switch-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Fixture {
+                dir,
+                fake: Fake::default(),
+                tables: TableHandle::default(),
+            }
+        }
+
+        fn switch(&self) -> Switch {
+            let text = format!(
+                "[node]\nname = \"n1\"\npod_cidr = \"10.244.1.0/24\"\ncluster_cidr = \"10.244.0.0/16\"\nnode_ip = \"192.168.77.1\"\n[control]\nstate_dir = \"{}\"\n",
+                self.dir.display()
+            );
+            let config = Config::parse(&text, "test").unwrap();
+            let store = StateStore::new(&self.dir);
+            let state = store.load().unwrap();
+            Switch::new(
+                config,
+                store,
+                state,
+                Box::new(self.fake.clone()),
+                vec![],
+                self.tables.clone(),
+                vec![],
+            )
+        }
+
+        fn add(&self, s: &Switch, id: &str, ip: Option<&str>) -> Response {
+            s.handle(Request::PortAdd(proto::PortAdd {
+                netns: self.dir.display().to_string(),
+                id: id.into(),
+                ifname: "eth0".into(),
+                ip: ip.map(|i| i.parse().unwrap()),
+                mac: None,
+            }))
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn port(r: Response) -> proto::PortInfo {
+        match r {
+            Response::Ok {
+                result: Reply::Port(p),
+            } => p,
+            other => panic!("expected a port, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn add_is_idempotent_persisted_and_published() {
+        let f = Fixture::new("add");
+        let s = f.switch();
+        let a = port(f.add(&s, "c1", None));
+        assert_eq!(a.ip.to_string(), "10.244.1.2/24");
+        assert_eq!(a.mac, "0a:58:0a:f4:01:02");
+        assert_eq!(a.port, FIRST_POD_SLOT);
+        assert_eq!(port(f.add(&s, "c1", None)), a, "same id again: same answer");
+        assert_eq!(f.fake.calls.lock().unwrap().len(), 1, "plumbed once");
+        let b = port(f.add(&s, "c2", Some("10.244.1.50/24")));
+        assert_eq!(b.ip.to_string(), "10.244.1.50/24");
+        assert!(f
+            .tables
+            .load()
+            .routes
+            .pod("10.244.1.50".parse().unwrap())
+            .is_some());
+        // A restarted switch re-attaches both and keeps their addresses.
+        drop(s);
+        let s = f.switch();
+        let Response::Ok {
+            result: Reply::Ports(list),
+        } = s.handle(Request::PortList {})
+        else {
+            panic!()
+        };
+        assert_eq!(list.len(), 2);
+        assert!(f
+            .fake
+            .calls
+            .lock()
+            .unwrap()
+            .contains(&"reattach c2".to_string()));
+        assert!(f
+            .tables
+            .load()
+            .routes
+            .pod("10.244.1.2".parse().unwrap())
+            .is_some());
+    }
+
+    #[test]
+    fn del_frees_and_unknown_del_succeeds() {
+        let f = Fixture::new("del");
+        let s = f.switch();
+        port(f.add(&s, "c1", None));
+        assert_eq!(
+            s.handle(Request::PortDel {
+                id: "c1".into(),
+                ifname: "eth0".into()
+            }),
+            ok(Reply::Removed(true))
+        );
+        assert_eq!(
+            s.handle(Request::PortDel {
+                id: "c1".into(),
+                ifname: "eth0".into()
+            }),
+            ok(Reply::Removed(false))
+        );
+        assert!(f
+            .tables
+            .load()
+            .routes
+            .pod("10.244.1.2".parse().unwrap())
+            .is_none());
+        // Round robin: the freed address is not handed out next.
+        assert_eq!(port(f.add(&s, "c2", None)).ip.to_string(), "10.244.1.3/24");
+    }
+
+    #[test]
+    fn failures_store_nothing_and_bad_requests_are_refused() {
+        let f = Fixture::new("fail");
+        let s = f.switch();
+        f.fake.fail.store(true, Ordering::SeqCst);
+        let r = f.add(&s, "c1", None);
+        assert!(
+            matches!(r, Response::Error { code: ErrorCode::Internal, ref message } if message.contains("veth creation failed")),
+            "{r:?}"
+        );
+        f.fake.fail.store(false, Ordering::SeqCst);
+        assert_eq!(
+            port(f.add(&s, "c1", None)).ip.to_string(),
+            "10.244.1.2/24",
+            "nothing was consumed"
+        );
+        let conflict = f.add(&s, "c9", Some("10.244.1.2/24"));
+        assert!(
+            matches!(
+                conflict,
+                Response::Error {
+                    code: ErrorCode::Conflict,
+                    ..
+                }
+            ),
+            "{conflict:?}"
+        );
+        let outside = f.add(&s, "c9", Some("10.9.0.2/24"));
+        assert!(
+            matches!(
+                outside,
+                Response::Error {
+                    code: ErrorCode::BadRequest,
+                    ..
+                }
+            ),
+            "{outside:?}"
+        );
+        let bad_name = s.handle(Request::PortDel {
+            id: "x".into(),
+            ifname: "eth0".into(),
+        });
+        assert_eq!(bad_name, ok(Reply::Removed(false)));
+        assert!(validate_names("c/1", "eth0").is_err());
+        assert!(validate_names("c1", "a-very-long-interface").is_err());
+        let missing_ns = s.handle(Request::PortAdd(proto::PortAdd {
+            netns: "/nonexistent/ns".into(),
+            id: "c3".into(),
+            ifname: "eth0".into(),
+            ip: None,
+            mac: None,
+        }));
+        assert!(matches!(
+            missing_ns,
+            Response::Error {
+                code: ErrorCode::NotFound,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn host_ifnames_are_stable_and_short() {
+        let a = host_ifname("abc", "eth0");
+        assert_eq!(a, host_ifname("abc", "eth0"));
+        assert_ne!(a, host_ifname("abc", "eth1"));
+        assert!(a.len() <= 15 && a.starts_with("vsw"), "{a}");
+    }
+}
