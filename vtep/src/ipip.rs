@@ -289,7 +289,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> OuterPacket<T> {
 
     /// Sets the header length in bytes (a multiple of 4, at most 60).
     pub fn set_header_len(&mut self, len: u8) {
-        debug_assert!(len % 4 == 0 && len <= 60, "bad IPv4 header length {len}");
+        debug_assert!(
+            len.is_multiple_of(4) && len <= 60,
+            "bad IPv4 header length {len}"
+        );
         let b = &mut self.buffer.as_mut()[field::VER_IHL];
         *b = (*b & 0xf0) | ((len / 4) & 0x0f);
     }
@@ -330,7 +333,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> OuterPacket<T> {
     /// Sets the fragment offset in bytes (a multiple of 8).
     pub fn set_frag_offset(&mut self, offset: u16) {
         debug_assert!(
-            offset % 8 == 0,
+            offset.is_multiple_of(8),
             "fragment offset {offset} not a multiple of 8"
         );
         let flags = self.flags_offset() & (field::FLAG_RESERVED | field::FLAG_DF | field::FLAG_MF);

@@ -4,9 +4,12 @@
 //! AF_XDP backend of the engine's `Port` trait, worker threads, pod plumbing over netlink, the
 //! control socket and the persisted state. `main.rs` wires them together.
 
+pub mod afxdp;
 pub mod config;
 pub mod control;
 pub mod netlink;
+pub mod node;
 pub mod state;
 pub mod switch;
 pub mod worker;
+pub mod xdp;

@@ -331,12 +331,6 @@ impl Switch {
             pod_mtu: self.config.pod_mtu(),
         }))
     }
-
-    /// Detaches every attached pod port from the switch without deleting the veths (stop).
-    pub fn shutdown(&self) {
-        let mut inner = self.inner.lock().expect("switch lock");
-        inner.host_macs.clear();
-    }
 }
 
 fn ok(result: Reply) -> Response {

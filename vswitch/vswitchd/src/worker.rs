@@ -45,8 +45,9 @@ pub struct PortSpec {
     pub ifindex: u32,
 }
 
-/// Opens ports over a worker's arena (AF_XDP sockets sharing its UMEM, or test ports).
-pub trait Backend: Send + 'static {
+/// Opens ports over a worker's arena (AF_XDP sockets sharing its UMEM, or test ports). Lives
+/// on the worker thread (built there by the factory given to [`WorkerHandle::spawn`]).
+pub trait Backend: 'static {
     /// Opens the port described by `spec`, filling its receive ring from `arena`'s pool.
     fn open(
         &mut self,
@@ -85,7 +86,7 @@ pub struct WorkerConfig {
 /// The control side's handle on a running worker.
 pub struct WorkerHandle {
     commands: Sender<Command>,
-    thread: Option<JoinHandle<()>>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// The worker's counters.
     pub stats: Arc<WorkerStats>,
     /// The worker's settings.
@@ -93,34 +94,59 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// Starts a worker over `arena` with ports opened by `backend`.
-    pub fn spawn<B: Backend>(
+    /// Starts a worker thread; `make` builds its arena and backend on that thread (an AF_XDP
+    /// UMEM must not move between threads). Fails with `make`'s error.
+    pub fn spawn<B, F>(
         config: WorkerConfig,
-        arena: FrameArena,
-        backend: B,
+        make: F,
         tables: &TableHandle,
-    ) -> std::io::Result<WorkerHandle> {
+    ) -> Result<WorkerHandle, String>
+    where
+        B: Backend,
+        F: FnOnce() -> Result<(FrameArena, B), String> + Send + 'static,
+    {
         let (tx, rx) = bounded(16);
+        let (ready_tx, ready) = bounded(1);
         let stats = Arc::new(WorkerStats::default());
-        stats.frames_total.set(arena.pool.total() as u64);
-        let worker = Worker {
-            pipeline: Pipeline::new(config.pipeline, Arc::clone(&stats)),
-            config: config.clone(),
-            arena,
-            backend,
-            ports: Ports((0..MAX_PORTS).map(|_| None).collect()),
-            active: Vec::with_capacity(MAX_PORTS),
-            commands: rx,
-            reader: tables.reader(),
-            stats: Arc::clone(&stats),
-            pollfds: Vec::with_capacity(MAX_PORTS),
-        };
+        let reader = tables.reader();
+        let (worker_stats, worker_config) = (Arc::clone(&stats), config.clone());
         let thread = std::thread::Builder::new()
             .name(format!("vswitch-worker-{}", config.index))
-            .spawn(move || worker.run())?;
+            .spawn(move || {
+                let (arena, backend) = match make() {
+                    Ok(made) => made,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                worker_stats.frames_total.set(arena.pool.total() as u64);
+                let worker = Worker {
+                    ports: Ports((0..MAX_PORTS).map(|_| None).collect()),
+                    backend,
+                    arena,
+                    pipeline: Pipeline::new(worker_config.pipeline, Arc::clone(&worker_stats)),
+                    config: worker_config,
+                    active: Vec::with_capacity(MAX_PORTS),
+                    commands: rx,
+                    reader,
+                    stats: worker_stats,
+                    pollfds: Vec::with_capacity(MAX_PORTS),
+                };
+                let _ = ready_tx.send(Ok(()));
+                worker.run();
+            })
+            .map_err(|e| format!("cannot start worker {}: {e}", config.index))?;
+        let started = ready
+            .recv()
+            .unwrap_or_else(|_| Err(format!("worker {} died while starting", config.index)));
+        if let Err(e) = started {
+            let _ = thread.join();
+            return Err(e);
+        }
         Ok(WorkerHandle {
             commands: tx,
-            thread: Some(thread),
+            thread: std::sync::Mutex::new(Some(thread)),
             stats,
             config,
         })
@@ -150,10 +176,11 @@ impl WorkerHandle {
             .map_err(|_| format!("worker {} has stopped", self.config.index))
     }
 
-    /// Stops the worker (closing its ports) and waits for it.
-    pub fn stop(mut self) {
+    /// Stops the worker (closing its ports) and waits for it; later commands fail.
+    pub fn stop(&self) {
         let _ = self.commands.send(Command::Stop);
-        if let Some(t) = self.thread.take() {
+        let thread = self.thread.lock().map(|mut t| t.take());
+        if let Ok(Some(t)) = thread {
             let _ = t.join();
         }
     }
@@ -170,11 +197,13 @@ impl PortMap for Ports {
     }
 }
 
+/// Field order is drop order: ports (sockets), then the backend (UMEM), then the arena
+/// (the memory both point into).
 struct Worker<B> {
-    config: WorkerConfig,
-    arena: FrameArena,
-    backend: B,
     ports: Ports,
+    backend: B,
+    arena: FrameArena,
+    config: WorkerConfig,
     active: Vec<PortId>,
     pipeline: Pipeline,
     commands: Receiver<Command>,
@@ -391,8 +420,13 @@ mod tests {
             idle: IdlePolicy::Adaptive,
             pipeline: PipelineConfig::default(),
         };
-        let arena = FrameArena::with_heap(FrameLayout::DEFAULT, 64).unwrap();
-        let w = WorkerHandle::spawn(config, arena, backend, &handle).unwrap();
+        let make = move || {
+            Ok((
+                FrameArena::with_heap(FrameLayout::DEFAULT, 64).unwrap(),
+                backend,
+            ))
+        };
+        let w = WorkerHandle::spawn(config, make, &handle).unwrap();
         for (id, name) in [(POD1, "pod1"), (POD2, "pod2")] {
             let spec = PortSpec {
                 id,
