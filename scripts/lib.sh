@@ -2,6 +2,13 @@
 
 # Everything the build and the test suite use. Installed only when missing (idempotent).
 PACKAGES=(
+  clang           # compiles vswitchd's XDP programs (bpf/*.c, -target bpf)
+  linux-libc-dev  # kernel UAPI headers for the XDP programs
+  iproute2        # ip netns / ip link in network tests
+  ethtool         # offload checks in network tests
+  iperf3          # TCP through the switch in network tests
+  iputils-ping    # ping in network tests
+  procps          # ps/top figures (CPU of an idle daemon)
   python3-scapy   # tests/pcap/gen_cases.py crafts the conformance pcaps
   tshark          # decoding captures in tests
 )

@@ -26,9 +26,12 @@ use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, 
 
 /// Entries in every ring (fill, completion, RX, TX).
 pub const RING_SIZE: u32 = 2048;
-/// Frames each port keeps in its fill ring: enough for a few bursts, small enough that
-/// `datapath.frames` (default 4096) serves ~30 ports before fill rings run short.
-pub const FILL_TARGET: u32 = 128;
+/// Fewest frames a port keeps in its fill ring (an idle port shrinks to this).
+pub const FILL_MIN: u32 = 64;
+/// Most frames a port keeps in its fill ring (a busy port grows to this).
+pub const FILL_MAX: u32 = 1024;
+/// Empty receive rounds after which an idle port halves its fill target.
+const FILL_SHRINK_ROUNDS: u32 = 100_000;
 /// Most `sendto` kicks per TX burst (copy mode sends at most 32 frames per kick).
 const MAX_TX_KICKS: u32 = 16;
 
@@ -182,6 +185,8 @@ impl Backend for XskBackend {
             tx,
             _user: user,
             bad_descriptors: 0,
+            fill_target: FILL_MIN,
+            idle_rounds: 0,
         };
         port.refill(arena);
         Ok(Box::new(port))
@@ -197,6 +202,10 @@ pub struct XskPort {
     tx: RingTx,
     _user: User,
     bad_descriptors: u64,
+    /// Frames to keep in the fill ring: doubles after a full burst, halves after a long idle
+    /// spell, so busy ports never starve and idle ones do not hoard the pool.
+    fill_target: u32,
+    idle_rounds: u32,
 }
 
 impl XskPort {
@@ -218,13 +227,27 @@ impl XskPort {
         done.release();
     }
 
-    /// Tops the fill ring up to [`FILL_TARGET`] frames from the pool.
+    /// Adapts the fill target to a burst of `received` frames out of `asked`.
+    fn adapt_fill_target(&mut self, received: usize, asked: usize) {
+        if received == asked && received > 0 {
+            self.fill_target = (self.fill_target * 2).min(FILL_MAX);
+            self.idle_rounds = 0;
+        } else if received == 0 {
+            self.idle_rounds += 1;
+            if self.idle_rounds >= FILL_SHRINK_ROUNDS {
+                self.fill_target = (self.fill_target / 2).max(FILL_MIN);
+                self.idle_rounds = 0;
+            }
+        }
+    }
+
+    /// Tops the fill ring up to the fill target from the pool.
     fn refill(&mut self, arena: &mut FrameArena) {
         let queued = self.dev.pending();
-        if queued >= FILL_TARGET {
+        if queued >= self.fill_target {
             return;
         }
-        let mut fill = self.dev.fill(FILL_TARGET - queued);
+        let mut fill = self.dev.fill(self.fill_target - queued);
         let mut n = 0;
         while n < fill.capacity() {
             let Some(base) = arena.pool.alloc() else {
@@ -264,22 +287,29 @@ impl Port for XskPort {
             }
             ring.release();
         }
+        self.adapt_fill_target(n, out.len());
         self.refill(arena);
         n
     }
 
     fn tx_burst(&mut self, arena: &mut FrameArena, frames: &[Desc]) -> usize {
         self.reap(arena);
-        let sent = {
-            let mut ring = self.tx.transmit(frames.len() as u32);
-            let n = ring.insert(frames.iter().map(|d| XdpDesc {
+        // `transmit` may grant fewer slots than are free (it re-reads the kernel's consumer
+        // index only when its cached count runs out), so ask again until the ring truly is full.
+        let mut sent = 0;
+        while sent < frames.len() {
+            let mut ring = self.tx.transmit((frames.len() - sent) as u32);
+            let n = ring.insert(frames[sent..].iter().map(|d| XdpDesc {
                 addr: d.addr,
                 len: d.len,
                 options: 0,
             }));
             ring.commit();
-            n as usize
-        };
+            if n == 0 {
+                break;
+            }
+            sent += n as usize;
+        }
         for d in &frames[..sent] {
             arena.pool.give(d.addr, self.slot);
         }
