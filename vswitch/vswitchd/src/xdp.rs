@@ -119,13 +119,9 @@ impl XdpPrograms {
         if self.links.contains_key(&ifindex) {
             return Ok(());
         }
-        let (bpf, name) = if uplink {
-            (&mut self.uplink, UPLINK_PROG)
-        } else {
-            (&mut self.port, PORT_PROG)
-        };
-        let prog: &mut Xdp = program(bpf, name)?;
-        let link = prog.attach_to_if_index(ifindex, self.mode).map_err(|e| {
+        let mode = self.mode;
+        let link = self
+            .program(uplink)?.attach_to_if_index(ifindex, mode).map_err(|e| {
             err(&format!("attaching XDP to interface {ifindex} (another XDP program there? try xdp_mode = \"generic\")"), e)
         })?;
         self.links.insert(ifindex, (uplink, link));
@@ -136,13 +132,18 @@ impl XdpPrograms {
         let Some((uplink, link)) = self.links.remove(&ifindex) else {
             return Ok(());
         };
-        let (bpf, name) = if uplink {
-            (&mut self.uplink, UPLINK_PROG)
+        self.program(uplink)?
+            .detach(link)
+            .map_err(|e| err("detaching XDP", e))
+    }
+
+    /// The uplink program or the port program.
+    fn program(&mut self, uplink: bool) -> Result<&mut Xdp, String> {
+        if uplink {
+            program(&mut self.uplink, UPLINK_PROG)
         } else {
-            (&mut self.port, PORT_PROG)
-        };
-        let prog: &mut Xdp = program(bpf, name)?;
-        prog.detach(link).map_err(|e| err("detaching XDP", e))
+            program(&mut self.port, PORT_PROG)
+        }
     }
 
     /// Detaches every program this object attached.
