@@ -68,10 +68,11 @@ for rep in $(seq "$REPS"); do
     "setup_$engine"
     ip netns exec "$P-a" ping -c 2 -i 0.2 -W 1 10.244.1.3 >/dev/null
     read -r pps offered < <(udp_pps)
-    UDP[$engine]+="$pps "; OFFERED[$engine]+="$offered "
-    TCP[$engine]+="$(tcp_gbps) "
+    gbps=$(tcp_gbps)
+    UDP[$engine]+="$pps "; OFFERED[$engine]+="$offered "; TCP[$engine]+="$gbps "
     teardown
-    echo "rep $rep $engine: udp delivered $pps pps (offered $offered), tcp ${TCP[$engine]##* }"
+    printf 'rep %s %-7s: 64 B UDP delivered %.0f pps of %.0f offered, TCP %.2f Gbit/s\n' \
+      "$rep" "$engine" "$pps" "$offered" "$gbps"
   done
 done
 echo
