@@ -54,8 +54,8 @@ in_ns "${PODS[0]}" ping -c 3 -i 0.2 "$IP_B" | tail -2
 in_ns "${PODS[0]}" ping -c 3 -i 0.2 "$IP_C" | tail -2
 in_ns "${PODS[0]}" ping -c 3 -i 0.2 10.244.1.1 | tail -2
 in_ns "$NODE" ping -c 3 -i 0.2 "$IP_C" | tail -2
-step "ping with full-MTU frames and DF: pod a -> pod b"
-in_ns "${PODS[0]}" ping -M do -s 1472 -c 3 -i 0.2 "$IP_B" | tail -2
+step "ping with full-MTU frames and DF (pod MTU 1450 = 1500 - VXLAN overhead): pod a -> pod b"
+in_ns "${PODS[0]}" ping -M do -s 1422 -c 3 -i 0.2 "$IP_B" | tail -2
 
 step "iperf3 TCP: pod a -> pod b, 3 s"
 in_ns "${PODS[1]}" iperf3 -s -1 >/dev/null 2>&1 &

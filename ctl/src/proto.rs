@@ -35,8 +35,60 @@ pub enum Request {
     PortList {},
     /// Counters per port and per worker.
     Stats {},
-    /// The node's switch settings.
+    /// The node's switch settings (what a peer needs to reach this node's pods).
     Node {},
+    /// Add a tunnel to a peer node (or replace the one with this name).
+    TunnelAdd(TunnelSpec),
+    /// Remove a tunnel; unknown names succeed.
+    TunnelDel {
+        /// Tunnel name.
+        name: String,
+    },
+    /// Every tunnel.
+    TunnelList {},
+}
+
+/// The encapsulation of a tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelKind {
+    /// VXLAN, flannel's wire format.
+    Vxlan,
+    /// IP in IP, Calico's wire format.
+    Ipip,
+}
+
+/// A tunnel to a peer node: where its pods are and how to reach them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSpec {
+    /// A name for people (often the peer node's name).
+    pub name: String,
+    /// Encapsulation.
+    pub kind: TunnelKind,
+    /// The peer's node IP.
+    pub remote: Ipv4Addr,
+    /// The peer's pod CIDR.
+    pub subnet: Ipv4Net,
+    /// VXLAN network identifier (vxlan only; flannel uses 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    /// The peer's VTEP MAC (vxlan only; flannel publishes it as `VtepMAC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep_mac: Option<String>,
+    /// UDP destination port (vxlan only; flannel uses 8472).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// A tunnel as `tunnel list` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelInfo {
+    /// The tunnel, with defaults filled in.
+    #[serde(flatten)]
+    pub spec: TunnelSpec,
+    /// The resolved underlay next hop MAC, if resolved.
+    pub next_hop_mac: Option<String>,
 }
 
 fn default_ifname() -> String {
@@ -153,6 +205,12 @@ pub struct NodeInfo {
     pub gateway_mac: String,
     /// Pod MTU.
     pub pod_mtu: u16,
+    /// Our VTEP MAC (flannel's `VtepMAC`).
+    pub vtep_mac: String,
+    /// VXLAN network identifier we use.
+    pub vni: u32,
+    /// VXLAN UDP port we listen on.
+    pub vxlan_port: u16,
 }
 
 /// Why a request failed, in categories a script can branch on.
@@ -203,6 +261,8 @@ pub enum Reply {
     Stats(Stats),
     /// `node`.
     Node(NodeInfo),
+    /// `tunnel list`, and `tunnel add` (the one tunnel).
+    Tunnels(Vec<TunnelInfo>),
 }
 
 impl Response {

@@ -6,7 +6,9 @@
 //! text ends with a newline. [`cni_result`] is the CNI 1.0.0 result shape shared by
 //! `vswitchctl port add --json` and the `vswitch-cni` plugin.
 
-use crate::proto::{NodeInfo, PortCounters, PortInfo, Stats, WorkerCounters};
+use crate::proto::{
+    NodeInfo, PortCounters, PortInfo, Stats, TunnelInfo, TunnelKind, WorkerCounters,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -225,7 +227,49 @@ pub fn node(n: &NodeInfo) -> String {
         ("gateway", n.gateway.to_string()),
         ("gateway mac", n.gateway_mac.clone()),
         ("pod mtu", n.pod_mtu.to_string()),
+        ("vtep mac", n.vtep_mac.clone()),
+        ("vni", n.vni.to_string()),
+        ("vxlan port", n.vxlan_port.to_string()),
     ])
+}
+
+/// `tunnel list` for people: one row per tunnel.
+pub fn tunnel_table(tunnels: &[TunnelInfo]) -> String {
+    let kind = |k: TunnelKind| match k {
+        TunnelKind::Vxlan => "vxlan",
+        TunnelKind::Ipip => "ipip",
+    };
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = tunnels
+        .iter()
+        .map(|t| {
+            vec![
+                t.spec.name.clone(),
+                kind(t.spec.kind).into(),
+                t.spec.remote.to_string(),
+                t.spec.subnet.to_string(),
+                opt(t.spec.vni.map(|v| v.to_string())),
+                opt(t.spec.vtep_mac.clone()),
+                opt(t.spec.port.map(|p| p.to_string())),
+                t.next_hop_mac
+                    .clone()
+                    .unwrap_or_else(|| "unresolved".into()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            ("NAME", Align::Left),
+            ("KIND", Align::Left),
+            ("REMOTE", Align::Left),
+            ("SUBNET", Align::Left),
+            ("VNI", Align::Right),
+            ("VTEP MAC", Align::Left),
+            ("PORT", Align::Right),
+            ("NEXT HOP", Align::Left),
+        ],
+        &rows,
+    )
 }
 
 /// The `port del` outcome for people.
@@ -394,10 +438,14 @@ mod tests {
             gateway: "10.244.1.1".parse().unwrap(),
             gateway_mac: "0a:58:0a:f4:01:01".into(),
             pod_mtu: 1450,
+            vtep_mac: "0e:00:00:00:00:01".into(),
+            vni: 1,
+            vxlan_port: 8472,
         });
         assert!(out.starts_with("name:          n1\n"), "{out}");
         assert!(out.contains("\npod cidr:      10.244.1.0/24\n"), "{out}");
-        assert!(out.ends_with("pod mtu:       1450\n"), "{out}");
+        assert!(out.contains("\npod mtu:       1450\n"), "{out}");
+        assert!(out.ends_with("vxlan port:    8472\n"), "{out}");
     }
 
     #[test]

@@ -310,6 +310,9 @@ fn stats_and_node_render_for_people_and_scripts() {
         gateway: "10.244.1.1".parse().unwrap(),
         gateway_mac: "0a:58:0a:f4:01:01".into(),
         pod_mtu: 1450,
+        vtep_mac: "0e:00:00:00:00:01".into(),
+        vni: 1,
+        vxlan_port: 8472,
     };
     let daemon = FakeDaemon::start(vec![
         ok(Reply::Stats(stats.clone())),

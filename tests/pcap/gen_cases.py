@@ -218,6 +218,11 @@ class Case:
         self.drops, self.counters = {}, {}  # port -> {reason: n}
         self.clock = T0_US - 1000
         self.last_rx = T0_US
+        # tunnels (README 'Tunnels'); all written only when set, see tunnel_topology()
+        self.node_ip = self.vtep_mac = None
+        self.vxlan_udp_checksum = None    # None: key absent (default true)
+        self.tunnels = []
+        self.outer_id = 0                 # the switch's outer IPv4 ID counter, per case run
 
     def rx(self, port, frame, after=0.001):
         """Frame received on `port`, `after` seconds after the previous input frame."""
@@ -246,12 +251,25 @@ class Case:
             out.append(f"fdb_aging_secs = {self.aging}")
         out += ["", "[switch]", f'gateway_ip = "{GW_IP}"', f'gateway_mac = "{GW_MAC}"',
                 f'pod_cidr = "{POD_CIDR}"', f'cluster_cidr = "{CLUSTER_CIDR}"']
+        if self.node_ip is not None:
+            out.append(f'node_ip = "{self.node_ip}"')
+        if self.vtep_mac is not None:
+            out.append(f'vtep_mac = "{self.vtep_mac}"')
+        if self.vxlan_udp_checksum is not None:
+            out.append(f"vxlan_udp_checksum = {'true' if self.vxlan_udp_checksum else 'false'}")
         for p in self.ports:
             out += ["", "[[port]]", f'name = "{p["name"]}"', f'kind = "{p["kind"]}"',
                     f'mac = "{p["mac"]}"']
             if p["kind"] == "pod":
                 out.append(f'ip = "{p["ip"]}"')
             out.append(f'mtu = {p["mtu"]}')
+        for t in self.tunnels:
+            out += ["", "[[tunnel]]", f'name = "{t["name"]}"', f'kind = "{t["kind"]}"',
+                    f'remote = "{t["remote"]}"', f'subnet = "{t["subnet"]}"']
+            if t["kind"] == "vxlan":
+                out += [f'vni = {t["vni"]}', f'vtep_mac = "{t["vtep_mac"]}"',
+                        f'port = {t["port"]}']
+            out.append(f'next_hop_mac = "{t["next_hop_mac"]}"')
 
         def table(header, per_port):
             lines = ["", header]
@@ -827,6 +845,640 @@ def mixed_batches(c):
     c.count("pod1", "arp_replies")
     c.count("pod2", "icmp_echo_replies")
     c.count("pod2", "arp_replies")
+
+
+# ----------------------------------------------------------------------------------------------
+# Tunnels (README 'Tunnels (VXLAN, flannel's wire format; IPIP, Calico's)')
+#
+# Topology: the default pods (MTU 1450, as behind VXLAN) and host port, plus the uplink port;
+# node2 is reached over VXLAN, node3 over IPIP. Every outer frame is built here with struct and
+# scapy's `checksum` from the README rules, never from the engine's output.
+
+NODE_IP = "192.168.77.1"
+VTEP_MAC = "0e:00:00:00:00:01"      # our VTEP MAC
+UPLINK_MAC = "02:00:00:00:77:01"
+STRANGER_IP = "192.168.77.9"        # an underlay address that is no tunnel's remote
+NODE2 = {"name": "node2", "kind": "vxlan", "remote": "192.168.77.2", "subnet": "10.244.2.0/24",
+         "vni": 1, "vtep_mac": "0e:00:00:00:00:02", "port": 8472,
+         "next_hop_mac": "02:00:00:00:77:02"}
+NODE3 = {"name": "node3", "kind": "ipip", "remote": "192.168.77.3", "subnet": "10.244.3.0/24",
+         "next_hop_mac": "02:00:00:00:77:03"}
+NODE2_POD = REMOTE_POD_IP           # 10.244.2.5, a pod behind node2
+NODE3_POD = "10.244.3.5"            # a pod behind node3
+VXLAN_OVERHEAD, IPIP_OVERHEAD = 50, 20
+
+
+def uplink(mtu=1500):
+    return {"name": "uplink", "kind": "uplink", "mac": UPLINK_MAC, "mtu": mtu}
+
+
+def tunnel_topology(c, pod1_mtu=1450, udp_checksum=None):
+    """Switch of the tunnel cases: pod1/pod2 (MTU 1450), host, uplink; tunnels node2 and node3."""
+    c.ports = [pod("pod1", P1MAC, P1IP, pod1_mtu), pod("pod2", P2MAC, P2IP, 1450), host(1500),
+               uplink()]
+    c.node_ip, c.vtep_mac = NODE_IP, VTEP_MAC
+    c.vxlan_udp_checksum = udp_checksum
+    c.tunnels = [NODE2, NODE3]
+
+
+def next_outer_id(c):
+    """The per-switch outer IPv4 ID counter: 0, 1, 2, ... for every encapsulated packet."""
+    ident = c.outer_id
+    c.outer_id = (c.outer_id + 1) % 65536
+    return ident
+
+
+def ipv4_header(src, dst, proto, payload_len, ident, tos=0, flags_frag=0, ttl=64):
+    """A 20-byte IPv4 header (version 4, IHL 5) with a correct header checksum."""
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + payload_len, ident, flags_frag, ttl, proto,
+                    0, ip_bytes(src), ip_bytes(dst))
+    return h[:10] + struct.pack("!H", checksum(h)) + h[12:]
+
+
+def udp_checksum_raw(src, dst, segment):
+    """Internet checksum over the UDP pseudo-header and `segment` (its checksum field zero),
+    before the 0 -> 0xffff substitution."""
+    pseudo = ip_bytes(src) + ip_bytes(dst) + struct.pack("!BBH", 0, 17, len(segment))
+    return checksum(pseudo + segment)
+
+
+def udp_segment(src, dst, sport, dport, payload, csum=True):
+    """UDP header + payload. csum: True = computed (0 sent as 0xffff), False = 0, an int = that
+    value as is (for deliberately wrong checksums)."""
+    length = 8 + len(payload)
+    seg = struct.pack("!HHHH", sport, dport, length, 0) + payload
+    if csum is True:
+        value = udp_checksum_raw(src, dst, seg) or 0xFFFF
+    elif csum is False:
+        value = 0
+    else:
+        value = csum
+    return seg[:6] + struct.pack("!H", value) + seg[8:]
+
+
+def vxlan_header(vni, flags=0x08, reserved=b"\0\0\0", reserved2=0):
+    """flags, 3 reserved bytes, 24-bit VNI, 1 reserved byte."""
+    return bytes([flags]) + reserved + vni.to_bytes(3, "big") + bytes([reserved2])
+
+
+def source_port_hash(src, dst, proto, sport, dport):
+    """README: h = src ^ dst ^ (protocol << 16) ^ ((sport << 16) | dport);
+    h = (h * 0x9e3779b1) mod 2^32; port = 49152 + ((h >> 16) mod 16384)."""
+    h = src ^ dst ^ (proto << 16) ^ ((sport << 16) | dport)
+    h = (h * 0x9E3779B1) % 2**32
+    return 49152 + ((h >> 16) % 16384)
+
+
+# Checked by hand (the multiplications also with `bc`):
+#  UDP 10.244.1.2:40000 -> 10.244.2.5:5000: src ^ dst = 0x0af40102 ^ 0x0af40205 = 0x00000307;
+#    proto << 16 = 0x00110000; (40000 << 16) | 5000 = 0x9c401388; h = 0x9c51108f;
+#    0x9c51108f * 0x9e3779b1 = 0x609be7f1_359909df -> 0x359909df; h >> 16 = 0x3599 = 13721
+#    (< 16384); port = 49152 + 13721 = 62873
+#  ICMP (proto 1, no ports) 10.244.1.2 -> 10.244.2.5: h = 0x307 ^ 0x10000 = 0x00010307;
+#    0x10307 * 0x9e3779b1 = 0xa016_73a266d7 -> 0x73a266d7; 0x73a2 = 29602, mod 16384 = 13218;
+#    port = 49152 + 13218 = 62370
+assert source_port_hash(0x0AF40102, 0x0AF40205, 17, 40000, 5000) == 62873
+assert source_port_hash(0x0AF40102, 0x0AF40205, 1, 0, 0) == 62370
+
+
+def vxlan_source_port(pkt):
+    """Outer UDP source port for an inner IPv4 packet (bytes): L4 ports only for TCP, UDP and
+    SCTP packets that are not fragments."""
+    ihl = (pkt[0] & 0x0F) * 4
+    proto = pkt[9]
+    flags_frag = struct.unpack("!H", pkt[6:8])[0]
+    sport = dport = 0
+    if proto in (6, 17, 132) and flags_frag & 0x3FFF == 0:      # MF clear, offset 0
+        sport, dport = struct.unpack("!HH", pkt[ihl:ihl + 4])
+    src, dst = struct.unpack("!II", pkt[12:20])
+    return source_port_hash(src, dst, proto, sport, dport)
+
+
+def routed_packet(frame):
+    """The inner IPv4 packet after the routed rewrite (TTL - 1, header checksum). Encapsulation
+    cases never use Ethernet padding (whether it would be carried is not specified)."""
+    total = struct.unpack("!H", frame[16:18])[0]
+    assert len(frame) == 14 + total, "no Ethernet padding in encapsulated frames"
+    return routed(frame, GW_MAC)[14:]
+
+
+def vxlan_payload(pkt, tun):
+    """VXLAN header + inner frame (dst = the peer's VTEP MAC, src = ours)."""
+    return vxlan_header(tun["vni"]) + eth(tun["vtep_mac"], VTEP_MAC, pkt)
+
+
+def outer_tos(pkt):
+    """Outer TOS of both kinds: the inner packet's ECN bits, CE (3) sent as ECT(0) (2), DSCP 0."""
+    ecn = pkt[1] & 0x03
+    return 0x02 if ecn == 0x03 else ecn
+
+
+def encap_vxlan(c, frame, tun=NODE2):
+    """The frame the uplink must send for a routed frame toward `tun` (a VXLAN tunnel)."""
+    pkt = routed_packet(frame)
+    payload = vxlan_payload(pkt, tun)
+    seg = udp_segment(NODE_IP, tun["remote"], vxlan_source_port(pkt), tun["port"], payload,
+                      csum=c.vxlan_udp_checksum is not False)
+    if c.vxlan_udp_checksum is not False:     # cross-check the checksum with scapy's own
+        ref = bytes(IP(src=NODE_IP, dst=tun["remote"]) /
+                    UDP(sport=vxlan_source_port(pkt), dport=tun["port"]) / Raw(payload))[20:]
+        assert ref == seg
+    outer = ipv4_header(NODE_IP, tun["remote"], 17, len(seg), next_outer_id(c),
+                        tos=outer_tos(pkt))
+    out = eth(tun["next_hop_mac"], UPLINK_MAC, outer + seg)
+    assert len(out) == len(frame) + VXLAN_OVERHEAD
+    return out
+
+
+def encap_ipip(c, frame, tun=NODE3):
+    """The frame the uplink must send for a routed frame toward `tun` (an IPIP tunnel)."""
+    pkt = routed_packet(frame)
+    df = struct.unpack("!H", pkt[6:8])[0] & 0x4000   # DF copied, MF and offset not
+    outer = ipv4_header(NODE_IP, tun["remote"], 4, len(pkt), next_outer_id(c), tos=outer_tos(pkt),
+                        flags_frag=df, ttl=pkt[8])   # TTL: the inner TTL after the decrement
+    out = eth(tun["next_hop_mac"], UPLINK_MAC, outer + pkt)
+    assert len(out) == len(frame) + IPIP_OVERHEAD
+    return out
+
+
+def from_node2(pkt, dst_mac=VTEP_MAC):
+    """An inner frame as node2's VTEP sends it (to our VTEP MAC by default)."""
+    return eth(dst_mac, NODE2["vtep_mac"], pkt)
+
+
+def vxlan_in(inner, src=NODE2["remote"], vni=1, flags=0x08, reserved=b"\0\0\0", reserved2=0,
+             sport=None, dport=8472, csum=True, ident=0x7000, src_mac=NODE2["next_hop_mac"],
+             flags_frag=0):
+    """A VXLAN frame received on the uplink (outer Ethernet dst = the uplink MAC). sport:
+    default as the peer would hash it (49999 when the inner frame holds no IPv4 header).
+    csum: as udp_segment, or "bad": the valid checksum with bits flipped (neither 0 nor valid)."""
+    if sport is None:
+        inner_ip = inner[14:]
+        ok = inner[12:14] == b"\x08\x00" and len(inner_ip) >= 20
+        ok = ok and len(inner_ip) >= (inner_ip[0] & 0x0F) * 4 + 4
+        sport = vxlan_source_port(inner_ip) if ok else 49999
+    payload = vxlan_header(vni, flags, reserved, reserved2) + inner
+    if csum == "bad":
+        good = struct.unpack("!H", udp_segment(src, NODE_IP, sport, dport, payload)[6:8])[0]
+        csum = good ^ 0x1111
+        assert csum not in (0, 0xFFFF, good)
+    seg = udp_segment(src, NODE_IP, sport, dport, payload, csum)
+    return eth(UPLINK_MAC, src_mac, ipv4_header(src, NODE_IP, 17, len(seg), ident,
+                                                flags_frag=flags_frag) + seg)
+
+
+def ipip_in(pkt, src=NODE3["remote"], ident=0x7000, src_mac=NODE3["next_hop_mac"],
+            flags_frag=None):
+    """An IPIP frame received on the uplink; outer DF copied from the inner packet unless
+    flags_frag is given."""
+    if flags_frag is None:
+        flags_frag = struct.unpack("!H", pkt[6:8])[0] & 0x4000 if len(pkt) >= 8 else 0
+    return eth(UPLINK_MAC, src_mac, ipv4_header(src, NODE_IP, 4, len(pkt), ident,
+                                                flags_frag=flags_frag) + pkt)
+
+
+def decapsulated(pkt, dst_mac):
+    """A decapsulated inner IPv4 packet (bytes) routed to a local pod."""
+    return routed(eth(VTEP_MAC, NODE2["vtep_mac"], pkt), dst_mac)
+
+
+def csum_of(frame):
+    """Outer UDP checksum field of a VXLAN frame (IHL 5)."""
+    return struct.unpack("!H", frame[40:42])[0]
+
+
+# --- VXLAN encapsulation
+
+@case
+def vxlan_encap(c):
+    """a routed packet for node2's subnet leaves the uplink VXLAN-encapsulated (outer ID 0, 1)"""
+    tunnel_topology(c)
+    c.tx("uplink", encap_vxlan(c, c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, NODE2_POD, 100)))))
+    # inner DSCP/ECN, and a DF-clear inner packet: the VXLAN outer header is always TOS 0, DF 0
+    c.tx("uplink", encap_vxlan(c, c.rx("pod2", eth(GW_MAC, P2MAC, udp(
+        P2IP, "10.244.2.9", 60, sport=53000, dport=7000, tos=0xB9, flags=0, ttl=5, id=0x2000)))))
+
+
+@case
+def vxlan_encap_udp_checksum_zero(c):
+    """with vxlan_udp_checksum = false the outer UDP checksum is sent as 0"""
+    tunnel_topology(c, udp_checksum=False)
+    for pkt in (udp(P1IP, NODE2_POD, 100), echo(P1IP, NODE2_POD, id=0x1001)):
+        out = encap_vxlan(c, c.rx("pod1", eth(GW_MAC, P1MAC, pkt)))
+        assert csum_of(out) == 0
+        c.tx("uplink", out)
+
+
+@case
+def vxlan_encap_udp_checksum_ffff(c):
+    """an outer UDP checksum that computes to 0 is sent as 0xffff"""
+    tunnel_topology(c)
+    # Inner UDP without checksum (0) whose first two payload bytes are chosen so that the outer
+    # checksum computes to 0 (they sit at an even offset of the outer UDP segment: 8 + 8 + 14 +
+    # 20 + 8 = 58). The outer source port only depends on the inner addresses and ports.
+
+    def frame(adjust):
+        seg = UDP(sport=40000, dport=5000, chksum=0) / Raw(adjust + data(40))
+        return eth(GW_MAC, P1MAC, ip(P1IP, NODE2_POD, seg))
+
+    pkt = routed_packet(frame(b"\0\0"))
+    payload = vxlan_payload(pkt, NODE2)
+    seg = struct.pack("!HHHH", vxlan_source_port(pkt), NODE2["port"], 8 + len(payload), 0)
+    adjust = udp_checksum_raw(NODE_IP, NODE2["remote"], seg + payload)
+    out = encap_vxlan(c, c.rx("pod1", frame(struct.pack("!H", adjust))))
+    assert csum_of(out) == 0xFFFF
+    assert udp_checksum_raw(NODE_IP, NODE2["remote"], out[34:40] + b"\0\0" + out[42:]) == 0
+    c.tx("uplink", out)
+
+
+@case
+def vxlan_encap_tcp_source_ports(c):
+    """two TCP flows get two different outer source ports, stable per flow; outer IDs 0..3"""
+    tunnel_topology(c)
+    flows = [(41000, 8080, 1000), (41001, 8080, 5000)]    # (sport, dport, first seq)
+    ports = {}
+    for i in range(4):
+        sport, dport, seq = flows[i % 2]
+        f = eth(GW_MAC, P1MAC, tcp(P1IP, NODE2_POD, data(10, i), sport=sport, dport=dport,
+                                   seq=seq + 10 * (i // 2), id=0x1000 + i))
+        out = encap_vxlan(c, c.rx("pod1", f))
+        assert struct.unpack("!H", out[18:20])[0] == i                 # outer ID
+        ports.setdefault(sport, set()).add(struct.unpack("!H", out[34:36])[0])
+        c.tx("uplink", out)
+    assert all(len(p) == 1 for p in ports.values()) and len(set.union(*ports.values())) == 2
+
+
+@case
+def vxlan_encap_source_port_no_l4(c):
+    """ICMP and fragments (first with MF, non-first) hash with ports 0 for the outer source port"""
+    tunnel_topology(c)
+    c.tx("uplink", encap_vxlan(c, c.rx("pod1", eth(GW_MAC, P1MAC, echo(P1IP, NODE2_POD)))))
+    whole = bytes(udp(P1IP, NODE2_POD, 1000))[20:]
+    first = ip(P1IP, NODE2_POD, Raw(whole[:504]), flags="MF", frag=0, id=0x3333, proto=17)
+    rest = ip(P1IP, NODE2_POD, Raw(whole[504:]), flags=0, frag=504 // 8, id=0x3333, proto=17)
+    outs = [encap_vxlan(c, c.rx("pod1", eth(GW_MAC, P1MAC, p))) for p in (first, rest)]
+    src, dst = struct.unpack("!II", ip_bytes(P1IP) + ip_bytes(NODE2_POD))
+    for out in outs:
+        assert struct.unpack("!H", out[34:36])[0] == source_port_hash(src, dst, 17, 0, 0)
+        c.tx("uplink", out)
+
+
+# --- VXLAN decapsulation
+
+@case
+def vxlan_decap(c):
+    """VXLAN from node2 (VNI 1, inner dst our VTEP MAC) is decapsulated and routed to the pods"""
+    tunnel_topology(c)
+    pkt = bytes(udp(NODE2_POD, P1IP, 100, ttl=63))
+    c.rx("uplink", vxlan_in(from_node2(pkt)))
+    c.tx("pod1", decapsulated(pkt, P1MAC))
+    pkt = bytes(tcp("10.244.2.9", P2IP, b"hello pod2", ttl=63, id=0x2000))
+    c.rx("uplink", vxlan_in(from_node2(pkt), ident=0x7001))
+    c.tx("pod2", decapsulated(pkt, P2MAC))
+
+
+@case
+def vxlan_decap_checksum_zero_accepted(c):
+    """an outer UDP checksum of 0 (no checksum, Linux's default for VXLAN over IPv4) is accepted"""
+    tunnel_topology(c)
+    pkt = bytes(udp(NODE2_POD, P1IP, 100, ttl=63))
+    f = c.rx("uplink", vxlan_in(from_node2(pkt), csum=False))
+    assert csum_of(f) == 0
+    c.tx("pod1", decapsulated(pkt, P1MAC))
+
+
+@case
+def vxlan_decap_checksum_valid_accepted(c):
+    """a valid nonzero outer UDP checksum is accepted, also 0xffff for a sum computing to 0"""
+    tunnel_topology(c)
+    pkt = bytes(udp(NODE2_POD, P1IP, 100, ttl=63))
+    f = c.rx("uplink", vxlan_in(from_node2(pkt)))
+    assert csum_of(f) not in (0, 0xFFFF)
+    c.tx("pod1", decapsulated(pkt, P1MAC))
+    # choose the (peer-chosen) outer source port so that the checksum computes to 0
+    pkt = bytes(udp(NODE2_POD, P1IP, 60, ttl=63, id=0x1001))
+    sport = csum_of(vxlan_in(from_node2(pkt), sport=0))
+    f = c.rx("uplink", vxlan_in(from_node2(pkt), sport=sport, ident=0x7001))
+    assert csum_of(f) == 0xFFFF and udp_checksum_raw(NODE2["remote"], NODE_IP,
+                                                    f[34:40] + b"\0\0" + f[42:]) == 0
+    c.tx("pod1", decapsulated(pkt, P1MAC))
+
+
+@case
+def vxlan_decap_bad_checksum(c):
+    """an outer UDP checksum that is neither 0 nor valid is tunnel_bad_checksum"""
+    tunnel_topology(c)
+    c.rx("uplink", vxlan_in(from_node2(bytes(udp(NODE2_POD, P1IP, 100, ttl=63))), csum="bad"))
+    c.drop("uplink", "tunnel_bad_checksum")
+
+
+@case
+def vxlan_decap_wrong_vni(c):
+    """VXLAN from node2 with a VNI other than node2's (2, and 0x000101) is tunnel_wrong_vni"""
+    tunnel_topology(c)
+    inner = from_node2(bytes(udp(NODE2_POD, P1IP, 100, ttl=63)))
+    c.rx("uplink", vxlan_in(inner, vni=2))
+    c.rx("uplink", vxlan_in(inner, vni=0x101, ident=0x7001))
+    c.drop("uplink", "tunnel_wrong_vni", 2)
+
+
+@case
+def vxlan_decap_unknown_peer(c):
+    """VXLAN from an unknown underlay address, or from node3 (an IPIP peer) is unknown_peer"""
+    tunnel_topology(c)
+    inner = from_node2(bytes(udp(NODE2_POD, P1IP, 100, ttl=63)))
+    c.rx("uplink", vxlan_in(inner, src=STRANGER_IP, src_mac="02:00:00:00:77:09"))
+    c.rx("uplink", vxlan_in(inner, src=NODE3["remote"], src_mac=NODE3["next_hop_mac"]))
+    c.drop("uplink", "tunnel_unknown_peer", 2)
+
+
+@case
+def vxlan_decap_bad_flags(c):
+    """VXLAN flags 0x0c or 0x00, or nonzero reserved bytes, are tunnel_bad_header"""
+    tunnel_topology(c)
+    inner = from_node2(bytes(udp(NODE2_POD, P1IP, 100, ttl=63)))
+    c.rx("uplink", vxlan_in(inner, flags=0x0C))
+    c.rx("uplink", vxlan_in(inner, flags=0x00, ident=0x7001))
+    c.rx("uplink", vxlan_in(inner, reserved=b"\0\x01\0", ident=0x7002))
+    c.rx("uplink", vxlan_in(inner, reserved2=0x80, ident=0x7003))
+    c.drop("uplink", "tunnel_bad_header", 4)
+
+
+@case
+def vxlan_decap_wrong_inner_mac(c):
+    """an inner destination MAC other than our VTEP MAC (gateway, pod, broadcast) is dropped"""
+    tunnel_topology(c)
+    pkt = bytes(udp(NODE2_POD, P1IP, 100, ttl=63))
+    for i, mac in enumerate((GW_MAC, P1MAC, BCAST)):
+        c.rx("uplink", vxlan_in(from_node2(pkt, dst_mac=mac), ident=0x7000 + i))
+    c.drop("uplink", "tunnel_wrong_inner_mac", 3)
+
+
+@case
+def vxlan_decap_truncated(c):
+    """outer UDP header cut (6 bytes), VXLAN header cut (4 bytes), inner frame of 13 bytes"""
+    tunnel_topology(c)
+    full = vxlan_in(from_node2(bytes(udp(NODE2_POD, P1IP, 100, ttl=63))), csum=False)
+    seg = full[34:]
+
+    def outer(payload, ident):
+        return eth(UPLINK_MAC, NODE2["next_hop_mac"],
+                   ipv4_header(NODE2["remote"], NODE_IP, 17, len(payload), ident) + payload)
+
+    # the UDP datagram cut after its destination port and length (the port is still visible)
+    c.rx("uplink", outer(seg[:6], 0x7000))
+    # complete UDP header (length 12), 4 of the 8 VXLAN header bytes
+    c.rx("uplink", outer(udp_segment(NODE2["remote"], NODE_IP, 50000, 8472,
+                                     vxlan_header(1)[:4], csum=False), 0x7001))
+    # complete VXLAN header, 13 bytes of inner frame
+    c.rx("uplink", outer(udp_segment(NODE2["remote"], NODE_IP, 50000, 8472,
+                                     vxlan_header(1) + from_node2(b"")[:13], csum=False), 0x7002))
+    c.drop("uplink", "tunnel_malformed", 3)
+
+
+@case
+def vxlan_decap_truncated_inner_ip(c):
+    """an inner frame whose IPv4 header is cut (10 of 20 bytes; IHL 6 with 20) is truncated_ipv4"""
+    tunnel_topology(c)
+    pkt = bytes(udp(NODE2_POD, P1IP, 100, ttl=63))
+    c.rx("uplink", vxlan_in(from_node2(pkt[:10])))
+    cut = fix_ip_checksum(b"\0" * 14 + b"\x46" + pkt[1:20])[14:]    # claims 24 bytes, has 20
+    c.rx("uplink", vxlan_in(from_node2(cut), ident=0x7001))
+    c.drop("uplink", "truncated_ipv4", 2)
+
+
+@case
+def vxlan_decap_inner_parse_errors(c):
+    """inner parse errors use the ordinary reasons: bad header checksum, IPv6, total length"""
+    tunnel_topology(c)
+    pkt = bytes(udp(NODE2_POD, P1IP, 100, ttl=63))
+    bad = pkt[:10] + bytes([pkt[10] ^ 0x11, pkt[11] ^ 0x11]) + pkt[12:]
+    c.rx("uplink", vxlan_in(from_node2(bad)))
+    c.rx("uplink", vxlan_in(eth(VTEP_MAC, NODE2["vtep_mac"], data(60), 0x86DD), ident=0x7001))
+    long = fix_ip_checksum(b"\0" * 14 + pkt[:2] + struct.pack("!H", len(pkt) + 1) + pkt[4:])[14:]
+    c.rx("uplink", vxlan_in(from_node2(long), ident=0x7002))
+    c.drop("uplink", "bad_ipv4_checksum")
+    c.drop("uplink", "ipv6_unsupported")
+    c.drop("uplink", "bad_ipv4_total_length")
+
+
+@case
+def vxlan_decap_not_local(c):
+    """decapsulated packets only reach local pods: node2's subnet, 8.8.8.8 or a free pod IP"""
+    tunnel_topology(c)
+    for i, dst in enumerate(("10.244.2.7", EXTERNAL_IP, UNKNOWN_POD_IP)):
+        c.rx("uplink", vxlan_in(from_node2(bytes(udp(NODE2_POD, dst, 100, ttl=63))),
+                                ident=0x7000 + i))
+    c.drop("uplink", "tunnel_not_local", 3)
+
+
+@case
+def vxlan_decap_check_order(c):
+    """a frame failing several VXLAN checks is dropped by the first in README order"""
+    tunnel_topology(c)
+    pkt = bytes(udp(NODE2_POD, P1IP, 100, ttl=63))
+    inner = from_node2(pkt)
+    # malformed (inner frame 13 bytes) from an unknown peer, bad checksum and flags
+    c.rx("uplink", vxlan_in(inner[:13], src=STRANGER_IP, csum="bad", flags=0))
+    # unknown peer with a bad checksum and bad flags
+    c.rx("uplink", vxlan_in(inner, src=STRANGER_IP, csum="bad", flags=0x0C, ident=0x7001))
+    # bad checksum, bad flags, wrong VNI
+    c.rx("uplink", vxlan_in(inner, csum="bad", flags=0x0C, vni=2, ident=0x7002))
+    # bad flags, wrong VNI, wrong inner MAC
+    c.rx("uplink", vxlan_in(from_node2(pkt, GW_MAC), flags=0x00, vni=2, ident=0x7003))
+    # wrong VNI, wrong inner MAC
+    c.rx("uplink", vxlan_in(from_node2(pkt, GW_MAC), vni=2, ident=0x7004))
+    c.drop("uplink", "tunnel_malformed")
+    c.drop("uplink", "tunnel_unknown_peer")
+    c.drop("uplink", "tunnel_bad_checksum")
+    c.drop("uplink", "tunnel_bad_header")
+    c.drop("uplink", "tunnel_wrong_vni")
+
+
+@case
+def vxlan_fragmentation_needed(c):
+    """toward VXLAN the MTU is 1500 - 50: 1450 passes; 1460 DF gets ICMP 3/4 1450; no DF drops"""
+    tunnel_topology(c, pod1_mtu=1500)
+    c.tx("uplink", encap_vxlan(c, c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, NODE2_POD, 1422)))))
+    f = c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, NODE2_POD, 1432, id=0x1001)))
+    assert len(f) == 14 + 1460
+    c.tx("pod1", frag_needed(f, 1500 - VXLAN_OVERHEAD))
+    c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, NODE2_POD, 1432, id=0x1002, flags=0)))
+    c.drop("pod1", "fragmentation_needed")
+    c.drop("pod1", "exceeds_mtu")
+
+
+# --- IPIP
+
+@case
+def ipip_encap(c):
+    """IPIP outer header: TOS = inner ECN with CE as ECT(0), DSCP 0; DF copied; TTL after the hop"""
+    tunnel_topology(c)
+    # (inner TOS, DF?, TTL): ECN 0..3 under various DSCPs, DF set and clear, TTL 2 -> 1
+    for i, (tos, df, ttl) in enumerate(((0x00, True, 64), (0xB9, True, 64), (0x2A, False, 10),
+                                        (0x03, True, 2), (0xFF, False, 64))):
+        f = eth(GW_MAC, P1MAC, udp(P1IP, NODE3_POD, 50 + i, tos=tos, flags="DF" if df else 0,
+                                   ttl=ttl, id=0x1000 + i))
+        out = encap_ipip(c, c.rx("pod1", f))
+        assert out[15] == {0: 0, 1: 1, 2: 2, 3: 2}[tos & 3] and out[22] == ttl - 1
+        c.tx("uplink", out)
+
+
+@case
+def ipip_decap(c):
+    """IPIP from node3 is decapsulated and routed to the pods (TTL - 1, gateway MAC source)"""
+    tunnel_topology(c)
+    pkt = bytes(udp(NODE3_POD, P1IP, 100, ttl=63))
+    c.rx("uplink", ipip_in(pkt))
+    c.tx("pod1", decapsulated(pkt, P1MAC))
+    pkt = bytes(tcp("10.244.3.9", P2IP, b"hello pod2", ttl=63, flags="A", id=0x2000))
+    c.rx("uplink", ipip_in(pkt, ident=0x7001))
+    c.tx("pod2", decapsulated(pkt, P2MAC))
+
+
+@case
+def ipip_decap_unknown_peer(c):
+    """IPIP from an unknown underlay address, or from node2 (a VXLAN peer), is unknown_peer"""
+    tunnel_topology(c)
+    pkt = bytes(udp(NODE3_POD, P1IP, 100, ttl=63))
+    c.rx("uplink", ipip_in(pkt, src=STRANGER_IP, src_mac="02:00:00:00:77:09"))
+    c.rx("uplink", ipip_in(pkt, src=NODE2["remote"], src_mac=NODE2["next_hop_mac"],
+                           ident=0x7001))
+    c.drop("uplink", "tunnel_unknown_peer", 2)
+
+
+@case
+def ipip_decap_truncated_inner(c):
+    """IPIP whose inner packet is under 20 bytes or claims more than the outer payload"""
+    tunnel_topology(c)
+    pkt = bytes(udp(NODE3_POD, P1IP, 100, ttl=63))
+    c.rx("uplink", ipip_in(pkt[:19]))
+    c.rx("uplink", ipip_in(pkt[:-1], ident=0x7001))       # total length 1 byte beyond
+    c.drop("uplink", "tunnel_malformed", 2)
+
+
+@case
+def ipip_decap_malformed_inner(c):
+    """IPIP whose inner header has version 6, IHL 4 or a wrong checksum is tunnel_malformed"""
+    tunnel_topology(c)
+    pkt = bytes(udp(NODE3_POD, P1IP, 100, ttl=63))
+    v6 = fix_ip_checksum(b"\0" * 14 + b"\x65" + pkt[1:])[14:]
+    ihl4 = b"\x44" + pkt[1:]
+    bad = pkt[:10] + bytes([pkt[10] ^ 0x11, pkt[11] ^ 0x11]) + pkt[12:]
+    for i, inner in enumerate((v6, ihl4, bad)):
+        c.rx("uplink", ipip_in(inner, ident=0x7000 + i))
+    c.drop("uplink", "tunnel_malformed", 3)
+
+
+@case
+def ipip_decap_not_local(c):
+    """decapsulated IPIP packets for node3's subnet or outside the cluster are not_local"""
+    tunnel_topology(c)
+    for i, dst in enumerate(("10.244.3.7", EXTERNAL_IP)):
+        c.rx("uplink", ipip_in(bytes(udp(NODE3_POD, dst, 100, ttl=63)), ident=0x7000 + i))
+    c.drop("uplink", "tunnel_not_local", 2)
+
+
+@case
+def ipip_fragmentation_needed(c):
+    """toward IPIP the MTU is 1500 - 20: 1480 passes; 1481 with DF gets ICMP 3/4 with MTU 1480"""
+    tunnel_topology(c, pod1_mtu=1500)
+    c.tx("uplink", encap_ipip(c, c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, NODE3_POD, 1452)))))
+    f = c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, NODE3_POD, 1453, id=0x1001)))
+    assert len(f) == 14 + 1481
+    c.tx("pod1", frag_needed(f, 1500 - IPIP_OVERHEAD))
+    c.drop("pod1", "fragmentation_needed")
+
+
+# --- Both tunnels, the uplink
+
+@case
+def tunnel_route_selection(c):
+    """node2's subnet goes over VXLAN, node3's over IPIP, other cluster IPs to host, pods local"""
+    tunnel_topology(c)
+    c.tx("uplink", encap_vxlan(c, c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, NODE2_POD)))))
+    c.tx("uplink", encap_ipip(c, c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, NODE3_POD,
+                                                                       id=0x1001)))))
+    c.tx("host", routed(c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, "10.244.4.5", id=0x1002))),
+                        HOST_MAC))
+    c.tx("pod2", routed(c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, P2IP, id=0x1003))), P2MAC))
+    c.tx("host", routed(c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, EXTERNAL_IP, id=0x1004))),
+                        HOST_MAC))
+
+
+@case
+def tunnel_outer_id_counter(c):
+    """one outer ID counter for both kinds, in processing order, across ports and batches"""
+    tunnel_topology(c)
+    c.tx("uplink", encap_vxlan(c, c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, NODE2_POD)))))
+    c.tx("uplink", encap_ipip(c, c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, NODE3_POD,
+                                                                       id=0x1001)))))
+    # not encapsulated (TTL expiry): no ID used
+    c.tx("pod2", time_exceeded(c.rx("pod2", eth(GW_MAC, P2MAC, udp(P2IP, NODE2_POD, ttl=1)))))
+    c.tx("uplink", encap_ipip(c, c.rx("pod2", eth(GW_MAC, P2MAC, tcp(P2IP, NODE3_POD, b"x",
+                                                                       id=0x2001)))))
+    c.tx("uplink", encap_vxlan(c, c.rx("host", eth(GW_MAC, HOST_MAC,
+                                                   udp(HOST_SRC_IP, NODE2_POD, id=0x3000)))))
+    c.tx("uplink", encap_vxlan(c, c.rx("pod1", eth(GW_MAC, P1MAC, echo(P1IP, "10.244.2.6",
+                                                                        id=0x1002)))))
+    assert c.outer_id == 5
+    c.drop("pod2", "ttl_expired")
+
+
+@case
+def tunnel_decap_outer_fragment(c):
+    """fragmented outer packets (VXLAN first fragment, IPIP non-first) are tunnel_malformed"""
+    tunnel_topology(c)
+    c.rx("uplink", vxlan_in(from_node2(bytes(udp(NODE2_POD, P1IP, 100, ttl=63))),
+                            flags_frag=0x2000))                        # MF, offset 0
+    c.rx("uplink", ipip_in(data(64), flags_frag=1480 // 8, ident=0x7001))
+    c.drop("uplink", "tunnel_malformed", 2)
+
+
+@case
+def uplink_host_gw(c):
+    """IPv4 for a local pod arriving on the uplink (host-gw routing by a peer) is routed"""
+    tunnel_topology(c)
+    f = c.rx("uplink", eth(UPLINK_MAC, NODE2["next_hop_mac"], udp(NODE2_POD, P1IP, 100, ttl=63)))
+    c.tx("pod1", routed(f, P1MAC))
+    f = c.rx("uplink", eth(UPLINK_MAC, NODE3["next_hop_mac"],
+                           tcp(NODE3_POD, P2IP, b"hi", ttl=63, id=0x2000)))
+    c.tx("pod2", routed(f, P2MAC))
+
+
+@case
+def uplink_unexpected(c):
+    """SSH to the node IP, ARP, UDP 4789 to the node IP, a remote pod IP on the uplink: dropped"""
+    tunnel_topology(c)
+    c.rx("uplink", eth(UPLINK_MAC, NODE2["next_hop_mac"],
+                       tcp(NODE2["remote"], NODE_IP, flags="S", sport=50022, dport=22, seq=1,
+                           ack=0)))
+    c.rx("uplink", arp_request(NODE2["next_hop_mac"], NODE2["remote"], NODE_IP))
+    c.rx("uplink", vxlan_in(from_node2(bytes(udp(NODE2_POD, P1IP, 100, ttl=63))), dport=4789,
+                            ident=0x7001))
+    c.rx("uplink", eth(UPLINK_MAC, NODE3["next_hop_mac"], udp(NODE3_POD, NODE2_POD, id=0x7002)))
+    c.drop("uplink", "uplink_unexpected", 4)
+
+
+@case
+def uplink_outer_parse_errors(c):
+    """outer frames are parsed like any frame: bad header checksum, header cut short"""
+    tunnel_topology(c)
+    f = vxlan_in(from_node2(bytes(udp(NODE2_POD, P1IP, 100, ttl=63))))
+    c.rx("uplink", patch(f, 24, bytes([f[24] ^ 0x11, f[25] ^ 0x11]), fix_checksum=False))
+    c.rx("uplink", f[:30])
+    c.drop("uplink", "bad_ipv4_checksum")
+    c.drop("uplink", "truncated_ipv4")
+
+
+@case
+def ttl_expiry_before_encap(c):
+    """TTL 1 or 0 toward a tunnel (even oversize) gets time exceeded, nothing is encapsulated"""
+    tunnel_topology(c, pod1_mtu=1500)
+    for pkt in (udp(P1IP, NODE2_POD, 100, ttl=1), tcp(P1IP, NODE3_POD, b"x", ttl=0, id=0x1001),
+                udp(P1IP, NODE2_POD, 1432, ttl=1, id=0x1002)):
+        c.tx("pod1", time_exceeded(c.rx("pod1", eth(GW_MAC, P1MAC, pkt))))
+    c.drop("pod1", "ttl_expired", 3)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 //! allocate: the batch context and output arrays are allocated once, at construction.
 
 pub mod check;
+pub mod decap;
 pub mod icmp;
 pub mod limits;
 pub mod lookup;
@@ -27,6 +28,7 @@ use crate::stats::{PortCounters, WorkerStats};
 use crate::tables::{PortId, Tables};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use vtep::table::TunnelId;
 
 /// Most frames in one batch.
 pub const MAX_BATCH: usize = 64;
@@ -121,6 +123,11 @@ pub enum Action {
     },
     /// Answered ICMP echo request to the gateway.
     EchoReply,
+    /// Routed into a tunnel: inner rewrite, then the tunnel's outer header prepended.
+    Encap {
+        /// The tunnel.
+        tunnel: TunnelId,
+    },
     /// The frame is replaced by an ICMP error to its sender; `reason` counts the original.
     IcmpError {
         /// Which error.
@@ -153,6 +160,8 @@ pub struct PacketCtx {
     pub meta: Meta,
     /// The decision so far.
     pub verdict: Verdict,
+    /// The tunnel the frame arrived through (set by `decap`).
+    pub tunnel: Option<TunnelId>,
 }
 
 /// Everything a stage may read besides the batch.
@@ -201,6 +210,8 @@ pub struct Pipeline {
     outputs: Vec<Output>,
     tx_scratch: Vec<Desc>,
     fdb: LearnedFdb,
+    /// Next outer IPv4 identification of an encapsulated packet.
+    next_ip_id: u16,
     stats: Arc<WorkerStats>,
 }
 
@@ -211,6 +222,7 @@ impl Pipeline {
             batch: Vec::with_capacity(MAX_BATCH),
             outputs: Vec::with_capacity(MAX_BATCH),
             tx_scratch: Vec::with_capacity(MAX_BATCH),
+            next_ip_id: 0,
             fdb: LearnedFdb::new(config.fdb_capacity, config.fdb_aging_secs),
             stats,
         }
@@ -256,7 +268,14 @@ impl Pipeline {
                 ..PacketCtx::default()
             });
         }
-        run_stages(env, arena, &mut self.fdb, &mut self.batch, &mut |_, _| {});
+        run_stages(
+            env,
+            arena,
+            &mut self.fdb,
+            &mut self.next_ip_id,
+            &mut self.batch,
+            &mut |_, _| {},
+        );
         self.output(arena, in_port);
     }
 
@@ -284,7 +303,8 @@ impl Pipeline {
             desc: frame,
             ..PacketCtx::default()
         }];
-        run_stages(env, arena, &mut self.fdb, &mut one, observe);
+        let mut ip_id = self.next_ip_id;
+        run_stages(env, arena, &mut self.fdb, &mut ip_id, &mut one, observe);
         one[0]
     }
 
@@ -300,6 +320,7 @@ impl Pipeline {
                             counters.drop(reason);
                             counters.event(Event::IcmpErrorsSent);
                         }
+                        Action::Encap { .. } => counters.event(Event::TunnelEncapsulated),
                         Action::Switch | Action::Route { .. } => {}
                     }
                     self.outputs.push(Output {
@@ -397,6 +418,7 @@ fn run_stages(
     env: StageEnv<'_>,
     arena: &mut FrameArena,
     fdb: &mut LearnedFdb,
+    ip_id: &mut u16,
     batch: &mut [PacketCtx],
     observe: &mut dyn FnMut(&'static str, &PacketCtx),
 ) {
@@ -405,6 +427,8 @@ fn run_stages(
             observe(name, p);
         }
     };
+    decap::run(env, arena, batch);
+    step("decap", batch);
     parse::run(arena, batch);
     step("parse", batch);
     check::run(env, batch);
@@ -413,7 +437,7 @@ fn run_stages(
     step("lookup", batch);
     limits::run(env, batch);
     step("limits", batch);
-    rewrite::run(env, arena, batch);
+    rewrite::run(env, arena, ip_id, batch);
     step("rewrite", batch);
 }
 
@@ -601,7 +625,10 @@ mod tests {
             .unwrap();
         let mut stages = Vec::new();
         let end = p.trace(&tables, &mut arena, POD1, d, 0, &mut |s, _| stages.push(s));
-        assert_eq!(stages, ["parse", "check", "lookup", "limits", "rewrite"]);
+        assert_eq!(
+            stages,
+            ["decap", "parse", "check", "lookup", "limits", "rewrite"]
+        );
         assert!(matches!(
             end.verdict,
             Verdict::Forward(POD2, Action::Route { .. })

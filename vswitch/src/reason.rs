@@ -92,6 +92,24 @@ named_enum! {
         TxRingFull => "tx_ring_full",
         /// The egress port is gone (removed between lookup and transmit).
         PortGone => "port_gone",
+        /// A tunnel frame cut short, fragmented, or with an invalid inner packet.
+        TunnelMalformed => "tunnel_malformed",
+        /// A VXLAN/IPIP frame from a source that is no configured peer.
+        TunnelUnknownPeer => "tunnel_unknown_peer",
+        /// A VXLAN frame whose outer UDP checksum is neither 0 nor valid.
+        TunnelBadChecksum => "tunnel_bad_checksum",
+        /// VXLAN flags other than exactly 0x08, or reserved bits set.
+        TunnelBadHeader => "tunnel_bad_header",
+        /// A VXLAN frame with another VNI than its peer's.
+        TunnelWrongVni => "tunnel_wrong_vni",
+        /// A VXLAN frame whose inner destination MAC is not our VTEP MAC.
+        TunnelWrongInnerMac => "tunnel_wrong_inner_mac",
+        /// A decapsulated packet for a destination that is not a pod of this node.
+        TunnelNotLocal => "tunnel_not_local",
+        /// The tunnel's underlay next hop is not resolved yet.
+        TunnelUnresolved => "tunnel_unresolved",
+        /// A frame on the uplink that is neither tunnel traffic nor for the pod CIDR.
+        UplinkUnexpected => "uplink_unexpected",
     }
 }
 
@@ -110,6 +128,10 @@ named_enum! {
         FdbLearned => "fdb_learned",
         /// FDB learning skipped because the table was full.
         FdbFull => "fdb_full",
+        /// Packets encapsulated into a tunnel.
+        TunnelEncapsulated => "tunnel_encapsulated",
+        /// Tunnel packets decapsulated.
+        TunnelDecapsulated => "tunnel_decapsulated",
     }
 }
 

@@ -18,7 +18,7 @@ use crate::pipeline::{Pipeline, PipelineConfig, L3, MAX_BATCH};
 use crate::port::pcap::{read_pcap, PcapError, PcapPort};
 use crate::reason::{DropReason, Event};
 use crate::stats::{PortStats, WorkerStats};
-use crate::tables::{PortId, PortInfo, PortKind, SwitchConfig, TableError, Tables};
+use crate::tables::{PortId, PortInfo, PortKind, SwitchConfig, TableError, Tables, TunnelEntry};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -55,7 +55,50 @@ struct CaseFile {
     switch: SwitchConfig,
     port: Vec<CasePort>,
     #[serde(default)]
+    tunnel: Vec<CaseTunnel>,
+    #[serde(default)]
     expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseTunnel {
+    name: String,
+    kind: String,
+    remote: Ipv4Addr,
+    subnet: ipnet::Ipv4Net,
+    #[serde(default)]
+    vni: Option<u32>,
+    #[serde(default)]
+    vtep_mac: Option<MacAddr>,
+    #[serde(default)]
+    port: Option<u16>,
+    next_hop_mac: MacAddr,
+}
+
+impl CaseTunnel {
+    fn entry(&self) -> Result<TunnelEntry, String> {
+        let kind: vtep::table::TunnelKind = self.kind.parse().map_err(|e| format!("{e}"))?;
+        let mut tunnel = match kind {
+            vtep::table::TunnelKind::Vxlan => {
+                let mac = self.vtep_mac.ok_or("a vxlan tunnel needs vtep_mac")?;
+                vtep::table::Tunnel::vxlan(&self.name, self.remote, self.subnet, mac.0)
+            }
+            vtep::table::TunnelKind::Ipip => {
+                vtep::table::Tunnel::ipip(&self.name, self.remote, self.subnet)
+            }
+        };
+        if let Some(v) = self.vni {
+            tunnel.vni = v;
+        }
+        if let Some(p) = self.port {
+            tunnel.port = p;
+        }
+        Ok(TunnelEntry {
+            tunnel,
+            next_hop_mac: Some(self.next_hop_mac),
+        })
+    }
 }
 
 fn default_aging() -> u64 {
@@ -149,8 +192,16 @@ impl Case {
                 mtu: p.mtu,
             })
             .collect();
-        Tables::build(self.file.switch.clone(), ports)
-            .map_err(|e| ReplayError::Tables(self.dir.join("case.toml").display().to_string(), e))
+        let shown = self.dir.join("case.toml").display().to_string();
+        let tunnels = self
+            .file
+            .tunnel
+            .iter()
+            .map(CaseTunnel::entry)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ReplayError::Invalid(shown.clone(), e))?;
+        Tables::build_with_tunnels(self.file.switch.clone(), ports, tunnels)
+            .map_err(|e| ReplayError::Tables(shown, e))
     }
 
     /// Replays the inputs and collects what every port transmitted and counted.

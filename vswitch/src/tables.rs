@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use thiserror::Error;
+use vtep::encap::{IpipPeer, IpipTemplate, VxlanPeer, VxlanTemplate};
+use vtep::table::{Tunnel, TunnelId, TunnelKind, TunnelTable};
 
 /// Number of port slots; port ids are indexes below this.
 pub const MAX_PORTS: usize = 1024;
@@ -73,6 +75,49 @@ pub struct SwitchConfig {
     pub pod_cidr: Ipv4Net,
     /// The whole cluster's pod network.
     pub cluster_cidr: Ipv4Net,
+    /// Our underlay address: the outer source of tunnel packets, and what they are sent to.
+    #[serde(default)]
+    pub node_ip: Option<Ipv4Addr>,
+    /// Our VTEP MAC: inner source MAC of VXLAN packets we send, inner destination we accept.
+    #[serde(default)]
+    pub vtep_mac: Option<MacAddr>,
+    /// Whether outer UDP checksums of VXLAN packets are computed (else sent as 0).
+    #[serde(default = "yes")]
+    pub vxlan_udp_checksum: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A tunnel as the control side gives it: the peer and its resolved underlay next hop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelEntry {
+    /// The peer.
+    pub tunnel: Tunnel,
+    /// The underlay next hop's MAC; `None` while unresolved (packets are then dropped and
+    /// counted as `tunnel_unresolved`).
+    pub next_hop_mac: Option<MacAddr>,
+}
+
+/// A prebuilt outer header.
+#[derive(Clone, Debug)]
+pub enum TunnelTemplate {
+    /// VXLAN: outer Ethernet, IPv4, UDP, VXLAN.
+    Vxlan(VxlanTemplate),
+    /// IPIP: outer Ethernet and IPv4.
+    Ipip(IpipTemplate),
+}
+
+/// What the datapath needs to send into one tunnel.
+#[derive(Clone, Debug)]
+pub struct TunnelOut {
+    /// The outer header, once the next hop is resolved.
+    pub template: Option<TunnelTemplate>,
+    /// Largest inner IPv4 packet: uplink MTU less the encapsulation overhead.
+    pub mtu: u16,
+    /// Inner destination MAC (the peer's VTEP MAC for VXLAN).
+    pub inner_dst_mac: MacAddr,
 }
 
 /// Where a routed packet goes next.
@@ -84,17 +129,34 @@ pub enum NextHop {
     Pod(PortId),
     /// The host port.
     Host(PortId),
+    /// A tunnel to another node.
+    Tunnel(TunnelId),
     /// Nowhere: counted as `no_route`.
     Unreachable,
 }
 
-/// IPv4 routes: local pods (/32), the rest of the pod CIDR (unreachable), default (host port).
-#[derive(Clone, Debug, Default)]
+/// IPv4 routes: local pods (/32), the rest of the pod CIDR (unreachable), remote pod subnets
+/// (tunnels), default (host port).
+#[derive(Clone, Debug)]
 pub struct RouteTable {
     pods: AHashMap<Ipv4Addr, PortId>,
     gateway: Option<Ipv4Addr>,
     pod_cidr: Option<Ipv4Net>,
     host: Option<PortId>,
+    /// Tunnels by remote subnet and by peer.
+    pub tunnels: TunnelTable,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable {
+            pods: AHashMap::default(),
+            gateway: None,
+            pod_cidr: None,
+            host: None,
+            tunnels: TunnelTable::build(Vec::new()).expect("an empty tunnel table is valid"),
+        }
+    }
 }
 
 impl RouteTable {
@@ -109,6 +171,9 @@ impl RouteTable {
         }
         if self.pod_cidr.is_some_and(|c| c.contains(&dst)) {
             return NextHop::Unreachable;
+        }
+        if let Some((id, _)) = self.tunnels.route(dst) {
+            return NextHop::Tunnel(id);
         }
         match self.host {
             Some(h) => NextHop::Host(h),
@@ -136,6 +201,11 @@ impl RouteTable {
         if let Some(c) = self.pod_cidr {
             v.push((c, NextHop::Unreachable));
         }
+        v.extend(
+            self.tunnels
+                .iter()
+                .map(|(id, t)| (t.subnet, NextHop::Tunnel(id))),
+        );
         if let Some(h) = self.host {
             v.push((Ipv4Net::default(), NextHop::Host(h)));
         }
@@ -190,6 +260,18 @@ pub enum TableError {
     /// The MAC is multicast/broadcast or the gateway's.
     #[error("port {0}: MAC {1} is a group address or the gateway's")]
     BadMac(String, MacAddr),
+    /// The tunnels do not form a valid table.
+    #[error("tunnels: {0}")]
+    Tunnel(#[from] vtep::table::TableError),
+    /// Tunnels need an uplink port, a node IP and (for VXLAN) our VTEP MAC.
+    #[error("tunnels need {0}")]
+    TunnelSetup(&'static str),
+    /// A tunnel's subnet overlaps the pod CIDR.
+    #[error("tunnel {0}: subnet {1} overlaps pod_cidr {2}")]
+    TunnelOverlapsPods(String, Ipv4Net, Ipv4Net),
+    /// More than one uplink port.
+    #[error("ports {0} and {1} are both uplinks; a switch has one")]
+    SecondUplink(String, String),
 }
 
 /// One immutable snapshot of everything a worker looks up.
@@ -202,11 +284,23 @@ pub struct Tables {
     /// IPv4 routes.
     pub routes: RouteTable,
     host_port: Option<PortId>,
+    uplink: Option<PortId>,
+    tunnel_out: Vec<TunnelOut>,
 }
 
 impl Tables {
-    /// Validates `config` and `ports` and derives the lookup structures.
+    /// Validates `config` and `ports` and derives the lookup structures (no tunnels).
     pub fn build(config: SwitchConfig, ports: Vec<PortInfo>) -> Result<Tables, TableError> {
+        Self::build_with_tunnels(config, ports, Vec::new())
+    }
+
+    /// Validates `config`, `ports` and `tunnels` and derives the lookup structures, including
+    /// a prebuilt outer header for every tunnel whose next hop is resolved.
+    pub fn build_with_tunnels(
+        config: SwitchConfig,
+        ports: Vec<PortInfo>,
+        tunnels: Vec<TunnelEntry>,
+    ) -> Result<Tables, TableError> {
         if !config.pod_cidr.contains(&config.gateway_ip) {
             return Err(TableError::GatewayOutsidePodCidr(
                 config.gateway_ip,
@@ -225,8 +319,94 @@ impl Tables {
             t.add_port(&config, p)?;
         }
         t.routes.host = t.host_port;
+        t.add_tunnels(&config, tunnels)?;
         t.config = Some(config);
         Ok(t)
+    }
+
+    fn add_tunnels(
+        &mut self,
+        config: &SwitchConfig,
+        entries: Vec<TunnelEntry>,
+    ) -> Result<(), TableError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let uplink = self
+            .uplink
+            .and_then(|id| self.port(id))
+            .ok_or(TableError::TunnelSetup("an uplink port"))?
+            .clone();
+        let node_ip = config.node_ip.ok_or(TableError::TunnelSetup("node_ip"))?;
+        for e in &entries {
+            let t = &e.tunnel;
+            if t.subnet.contains(&config.pod_cidr) || config.pod_cidr.contains(&t.subnet) {
+                return Err(TableError::TunnelOverlapsPods(
+                    t.name.clone(),
+                    t.subnet,
+                    config.pod_cidr,
+                ));
+            }
+        }
+        let next_hops: Vec<Option<MacAddr>> = entries.iter().map(|e| e.next_hop_mac).collect();
+        self.routes.tunnels = TunnelTable::build(entries.into_iter().map(|e| e.tunnel).collect())?;
+        for (t, next_hop) in self.routes.tunnels.tunnels().iter().zip(next_hops) {
+            let (template, overhead, inner_dst_mac) = match t.kind {
+                TunnelKind::Vxlan => {
+                    config
+                        .vtep_mac
+                        .ok_or(TableError::TunnelSetup("vtep_mac for VXLAN"))?;
+                    let peer = VxlanPeer {
+                        outer_src_mac: uplink.mac.0,
+                        outer_dst_mac: next_hop.unwrap_or_default().0,
+                        src_ip: node_ip,
+                        dst_ip: t.remote,
+                        udp_dst_port: t.port,
+                        vni: t.vni,
+                        udp_checksum: config.vxlan_udp_checksum,
+                    };
+                    let template = VxlanTemplate::new(&peer)
+                        .map_err(|_| TableError::TunnelSetup("a valid VNI"))?;
+                    let vtep = MacAddr(t.vtep_mac.unwrap_or_default());
+                    (
+                        TunnelTemplate::Vxlan(template),
+                        vtep::vxlan::VXLAN_MTU_OVERHEAD,
+                        vtep,
+                    )
+                }
+                TunnelKind::Ipip => {
+                    let peer = IpipPeer {
+                        outer_src_mac: uplink.mac.0,
+                        outer_dst_mac: next_hop.unwrap_or_default().0,
+                        src_ip: node_ip,
+                        dst_ip: t.remote,
+                    };
+                    (
+                        TunnelTemplate::Ipip(IpipTemplate::new(&peer)),
+                        vtep::ipip::IPIP_MTU_OVERHEAD,
+                        config.gateway_mac,
+                    )
+                }
+            };
+            self.tunnel_out.push(TunnelOut {
+                template: next_hop.map(|_| template),
+                mtu: uplink.mtu - overhead as u16,
+                inner_dst_mac,
+            });
+        }
+        Ok(())
+    }
+
+    /// What the datapath needs to send into tunnel `id`.
+    #[inline]
+    pub fn tunnel_out(&self, id: TunnelId) -> Option<&TunnelOut> {
+        self.tunnel_out.get(id.index())
+    }
+
+    /// The uplink port, if there is one.
+    #[inline]
+    pub fn uplink(&self) -> Option<PortId> {
+        self.uplink
     }
 
     fn add_port(&mut self, config: &SwitchConfig, p: PortInfo) -> Result<(), TableError> {
@@ -281,7 +461,12 @@ impl Tables {
                 }
                 self.host_port = Some(p.id);
             }
-            PortKind::Uplink => {}
+            PortKind::Uplink => {
+                if let Some(u) = self.uplink.and_then(|id| self.port(id)) {
+                    return Err(TableError::SecondUplink(u.name.clone(), p.name));
+                }
+                self.uplink = Some(p.id);
+            }
         }
         self.ports[slot] = Some(p);
         Ok(())
@@ -382,6 +567,9 @@ pub(crate) mod tests {
             gateway_mac: "0a:58:0a:f4:01:01".parse().unwrap(),
             pod_cidr: "10.244.1.0/24".parse().unwrap(),
             cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+            node_ip: None,
+            vtep_mac: None,
+            vxlan_udp_checksum: true,
         }
     }
 

@@ -44,6 +44,9 @@ pub fn tables() -> Tables {
             gateway_mac: GW_MAC,
             pod_cidr: "10.244.1.0/24".parse().unwrap(),
             cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+            node_ip: None,
+            vtep_mac: None,
+            vxlan_udp_checksum: true,
         },
         vec![
             port(POD1, "pod1", PortKind::Pod, POD1_MAC, Some(POD1_IP)),

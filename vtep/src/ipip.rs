@@ -452,6 +452,19 @@ impl Repr {
     }
 }
 
+/// The outer DSCP/ECN byte the Linux kernel writes for a tunnel whose configured TOS is 0, from
+/// the inner packet's DSCP/ECN byte `inner_dscp_ecn`: DSCP 0, and the inner ECN field except that
+/// CE becomes ECT(0) (`INET_ECN_encapsulate`, the full-functionality option of RFC 3168 §9.1.1).
+///
+/// Both of the kernel's tunnels apply it: `tunl0` (IPIP, see [`outer_repr_for_inner`]) and a
+/// VXLAN device such as flannel's `flannel.1` (`ip_tunnel_ecn_encap` in `vxlan_xmit_one`).
+pub const fn encap_ecn(inner_dscp_ecn: u8) -> u8 {
+    match inner_dscp_ecn & ECN_MASK {
+        ECN_CE => ECN_ECT0,
+        ecn => ecn,
+    }
+}
+
 /// The outer header the Linux kernel's fallback IPIP device `tunl0` writes for `inner` (an IPv4
 /// packet from its first byte; bytes past its total length are ignored), from node `src_addr` to
 /// node `dst_addr`.
@@ -463,8 +476,7 @@ impl Repr {
 /// - TTL: the inner TTL (`ttl == 0` inherits);
 /// - DF: the inner DF flag;
 /// - DSCP: 0, the device's TOS; the inner DSCP is not copied;
-/// - ECN: the inner ECN field, except that CE becomes ECT(0) (`INET_ECN_encapsulate`, the
-///   full-functionality option of RFC 3168 §9.1.1);
+/// - ECN: the inner ECN field, except that CE becomes ECT(0) ([`encap_ecn`]);
 /// - identification: the kernel picks it; here the caller passes `ident`, which must vary
 ///   between packets that may be fragmented (those without DF).
 ///
@@ -481,15 +493,11 @@ pub fn outer_repr_for_inner(
     if OUTER_HEADER_LEN + total_len > usize::from(u16::MAX) {
         return Err(Error::InnerTooLong);
     }
-    let ecn = match inner[field::DSCP_ECN] & ECN_MASK {
-        ECN_CE => ECN_ECT0,
-        ecn => ecn,
-    };
     Ok(Repr {
         src_addr,
         dst_addr,
         ttl: inner[field::TTL],
-        dscp_ecn: ecn,
+        dscp_ecn: encap_ecn(inner[field::DSCP_ECN]),
         dont_frag: read_u16(inner, field::FLG_OFF) & field::FLAG_DF != 0,
         ident,
         payload_len: total_len,

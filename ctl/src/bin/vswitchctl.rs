@@ -73,6 +73,14 @@ enum Command {
                       vswitchctl port del --id 3f2a9c\n  vswitchctl port list"
     )]
     Port(PortCommand),
+    /// Add, remove and list tunnels to peer nodes (VXLAN as flannel, IPIP as Calico).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  vswitchctl tunnel add --name node2 --kind vxlan --remote 192.168.77.2 \\\n      --subnet 10.244.2.0/24 --vtep-mac 0e:00:00:00:00:02\n  \
+                      vswitchctl tunnel add --name node3 --kind ipip --remote 192.168.77.3 --subnet 10.244.3.0/24\n  \
+                      vswitchctl tunnel list\n  vswitchctl tunnel del --name node2"
+    )]
+    Tunnel(TunnelCommand),
     /// Show packet, drop and event counters per port and per worker.
     #[command(
         after_help = "Examples:\n  vswitchctl stats\n  vswitchctl --json stats | jq '.ports[] | select(.drops != [])'"
@@ -119,6 +127,57 @@ enum PortCommand {
         after_help = "Examples:\n  vswitchctl port list\n  vswitchctl --json port list | jq -r '.[].ip'"
     )]
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum TunnelCommand {
+    /// Add a tunnel to a peer node (replacing a run-time tunnel of the same name).
+    #[command(after_help = "Examples:\n  \
+        vswitchctl tunnel add --name node2 --kind vxlan --remote 192.168.77.2 --subnet 10.244.2.0/24 --vtep-mac 0e:00:00:00:00:02\n  \
+        vswitchctl tunnel add --name node3 --kind ipip --remote 192.168.77.3 --subnet 10.244.3.0/24")]
+    Add(TunnelArgs),
+    /// Remove a tunnel added at run time (an unknown name is not an error).
+    #[command(after_help = "Examples:\n  vswitchctl tunnel del --name node2")]
+    Del {
+        /// Tunnel name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List every tunnel and its resolved underlay next hop.
+    #[command(after_help = "Examples:\n  vswitchctl tunnel list\n  vswitchctl --json tunnel list")]
+    List,
+}
+
+#[derive(Debug, Args)]
+struct TunnelArgs {
+    /// A name for people (often the peer node's name).
+    #[arg(long)]
+    name: String,
+    /// Encapsulation: vxlan (flannel's wire format) or ipip (Calico's).
+    #[arg(long, value_enum)]
+    kind: KindArg,
+    /// The peer's node IP.
+    #[arg(long, value_name = "IP")]
+    remote: std::net::Ipv4Addr,
+    /// The peer's pod CIDR.
+    #[arg(long, value_name = "CIDR")]
+    subnet: Ipv4Net,
+    /// VXLAN network identifier (vxlan only; default 1 as flannel).
+    #[arg(long)]
+    vni: Option<u32>,
+    /// The peer's VTEP MAC (vxlan only; flannel's VtepMAC).
+    #[arg(long, value_name = "MAC", value_parser = parse_mac)]
+    vtep_mac: Option<String>,
+    /// UDP destination port (vxlan only; default 8472 as flannel).
+    #[arg(long)]
+    port: Option<u16>,
+}
+
+/// Tunnel kinds on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum KindArg {
+    Vxlan,
+    Ipip,
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +352,40 @@ fn run(cli: &Cli) -> Result<String, Failure> {
         Command::Port(PortCommand::List) => match ask(cli, &Request::PortList {})? {
             Reply::Ports(ports) if cli.json => pretty(&ports),
             Reply::Ports(ports) => Ok(render::port_table(&ports)),
+            other => Err(unexpected(&other)),
+        },
+        Command::Tunnel(TunnelCommand::Add(t)) => {
+            let spec = ctl::proto::TunnelSpec {
+                name: t.name.clone(),
+                kind: match t.kind {
+                    KindArg::Vxlan => ctl::proto::TunnelKind::Vxlan,
+                    KindArg::Ipip => ctl::proto::TunnelKind::Ipip,
+                },
+                remote: t.remote,
+                subnet: t.subnet,
+                vni: t.vni,
+                vtep_mac: t.vtep_mac.clone(),
+                port: t.port,
+            };
+            match ask(cli, &Request::TunnelAdd(spec))? {
+                Reply::Tunnels(list) if cli.json => pretty(&list),
+                Reply::Tunnels(list) => Ok(render::tunnel_table(&list)),
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Tunnel(TunnelCommand::Del { name }) => {
+            match ask(cli, &Request::TunnelDel { name: name.clone() })? {
+                Reply::Removed(removed) if cli.json => {
+                    pretty(&serde_json::json!({ "name": name, "removed": removed }))
+                }
+                Reply::Removed(true) => Ok(format!("removed tunnel {name}\n")),
+                Reply::Removed(false) => Ok(format!("no tunnel {name}; nothing to do\n")),
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Tunnel(TunnelCommand::List) => match ask(cli, &Request::TunnelList {})? {
+            Reply::Tunnels(list) if cli.json => pretty(&list),
+            Reply::Tunnels(list) => Ok(render::tunnel_table(&list)),
             other => Err(unexpected(&other)),
         },
         Command::Stats => match ask(cli, &Request::Stats {})? {

@@ -3,7 +3,8 @@
 //! Contract: a routed packet with TTL <= 1 becomes an ICMP time exceeded to its sender
 //! (`ttl_expired`); a forwarded packet longer than the egress MTU becomes an ICMP fragmentation
 //! needed when DF is set (`fragmentation_needed`) and is dropped otherwise (`exceeds_mtu`: the
-//! switch does not fragment). TTL is checked before MTU. No ICMP error is sent about an ICMP
+//! switch does not fragment). TTL is checked before MTU. For a tunnel the MTU is the tunnel's
+//! (uplink MTU less the encapsulation). No ICMP error is sent about an ICMP
 //! error, a non-first fragment or a packet from an unspecified, broadcast or multicast source
 //! (RFC 1122 3.2.2); the original is still counted.
 
@@ -19,12 +20,15 @@ pub fn run(env: StageEnv<'_>, batch: &mut [PacketCtx]) {
         let (Verdict::Forward(out, action), L3::Ipv4(ip)) = (p.verdict, p.meta.l3) else {
             continue;
         };
-        let routed = match action {
-            Action::Route { .. } => true,
-            Action::Switch => false,
+        let (routed, mtu) = match action {
+            Action::Route { .. } => (true, env.tables.port(out).map_or(u16::MAX, |p| p.mtu)),
+            Action::Switch => (false, env.tables.port(out).map_or(u16::MAX, |p| p.mtu)),
+            Action::Encap { tunnel } => (
+                true,
+                env.tables.tunnel_out(tunnel).map_or(u16::MAX, |t| t.mtu),
+            ),
             _ => continue,
         };
-        let mtu = env.tables.port(out).map_or(u16::MAX, |p| p.mtu);
         if routed && ip.ttl <= 1 {
             p.verdict = icmp_error(env, &ip, IcmpError::TimeExceeded, DropReason::TtlExpired);
         } else if ip.total_len > mtu {

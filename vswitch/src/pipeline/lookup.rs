@@ -5,7 +5,9 @@
 //! port gets the gateway MAC so it routes through the switch); anything else is dropped with a
 //! reason. IPv4 to the gateway MAC is routed by destination IP ([`NextHop`]); other unicast is
 //! switched by FDB (static pod entries, then entries learned on the host port); unknown
-//! destinations are dropped, never flooded. Decides only; `rewrite` edits the frames.
+//! destinations are dropped, never flooded. Remote pod subnets go into their tunnel (dropped as
+//! `tunnel_unresolved` until its next hop is known); decapsulated packets may only reach local
+//! pods (`tunnel_not_local`). Decides only; `rewrite` edits the frames.
 
 use super::{Action, ArpMeta, Ipv4Meta, PacketCtx, StageEnv, Verdict, L3};
 use crate::fdb::{Learn, LearnedFdb};
@@ -32,7 +34,7 @@ pub fn run(env: StageEnv<'_>, fdb: &mut LearnedFdb, batch: &mut [PacketCtx]) {
         }
         p.verdict = match p.meta.l3 {
             L3::Arp(arp) => arp_verdict(env, config, in_kind, &arp),
-            L3::Ipv4(ip) => ipv4_verdict(env, config, fdb, p.meta.dst_mac, &ip),
+            L3::Ipv4(ip) => ipv4_verdict(env, config, fdb, p.meta.dst_mac, &ip, p.tunnel.is_some()),
             L3::None => Verdict::Drop(DropReason::UnsupportedEthertype),
         };
     }
@@ -70,7 +72,15 @@ fn ipv4_verdict(
     fdb: &mut LearnedFdb,
     dst_mac: MacAddr,
     ip: &Ipv4Meta,
+    decapsulated: bool,
 ) -> Verdict {
+    if decapsulated {
+        // Tunnels only deliver to this node's pods: never onward, never to the host.
+        return match env.tables.routes.lookup(ip.dst) {
+            NextHop::Pod(_) => route(env, ip),
+            _ => Verdict::Drop(DropReason::TunnelNotLocal),
+        };
+    }
     if dst_mac == config.gateway_mac {
         return route(env, ip);
     }
@@ -96,6 +106,17 @@ fn route(env: StageEnv<'_>, ip: &Ipv4Meta) -> Verdict {
             _ => Verdict::Drop(DropReason::ToGatewayUnsupported),
         },
         NextHop::Pod(port) | NextHop::Host(port) => to(port),
+        NextHop::Tunnel(tunnel) => {
+            let resolved = env
+                .tables
+                .tunnel_out(tunnel)
+                .is_some_and(|t| t.template.is_some());
+            match env.tables.uplink() {
+                Some(_) if !resolved => Verdict::Drop(DropReason::TunnelUnresolved),
+                Some(uplink) => Verdict::Forward(uplink, Action::Encap { tunnel }),
+                None => Verdict::Drop(DropReason::NoRoute),
+            }
+        }
         NextHop::Unreachable => Verdict::Drop(DropReason::NoRoute),
     }
 }

@@ -3,21 +3,25 @@
 //! Contract: applies each forwarded packet's [`Action`] to its bytes: routed frames get the
 //! next hop's MAC, the gateway MAC as source, TTL - 1 and an incrementally updated header
 //! checksum; ARP and ICMP echo replies and ICMP errors are built in the request's own frame (no
-//! allocation, no second buffer). An echo request whose ICMP checksum does not verify is dropped
-//! here (`bad_icmp_checksum`), the first stage that reads the ICMP body.
+//! allocation, no second buffer). A packet routed into a tunnel gets the inner rewrite (VXLAN:
+//! the peer's VTEP MAC as destination, ours as source) and then its tunnel's prebuilt outer
+//! header, prepended in the frame's headroom. An echo request whose ICMP checksum does not
+//! verify is dropped here (`bad_icmp_checksum`), the first stage that reads the ICMP body.
 
 use super::icmp;
 use super::{Action, PacketCtx, StageEnv, Verdict, L3};
 use crate::frame::{resize, FrameArena};
 use crate::mac::MacAddr;
 use crate::reason::DropReason;
+use crate::tables::TunnelTemplate;
 use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress};
 use vtep::checksum;
 
 const ETH: usize = 14;
 
-/// Rewrites every forwarded packet of `batch`.
-pub fn run(env: StageEnv<'_>, arena: &mut FrameArena, batch: &mut [PacketCtx]) {
+/// Rewrites every forwarded packet of `batch`; `ip_id` is the next outer IPv4 identification
+/// of an encapsulated packet.
+pub fn run(env: StageEnv<'_>, arena: &mut FrameArena, ip_id: &mut u16, batch: &mut [PacketCtx]) {
     let Some(config) = env.tables.config.as_ref() else {
         return;
     };
@@ -32,6 +36,39 @@ pub fn run(env: StageEnv<'_>, arena: &mut FrameArena, batch: &mut [PacketCtx]) {
             (Action::Switch, _) => {}
             (Action::Route { dst_mac }, L3::Ipv4(_)) => {
                 route(arena.data_mut(p.desc), dst_mac, gw_mac);
+            }
+            (Action::Encap { tunnel }, L3::Ipv4(_)) => {
+                let out = env.tables.tunnel_out(tunnel);
+                let (Some(out), Some(vtep)) = (out, config.vtep_mac.or(Some(gw_mac))) else {
+                    p.verdict = Verdict::Drop(DropReason::TunnelUnresolved);
+                    continue;
+                };
+                let Some(template) = &out.template else {
+                    p.verdict = Verdict::Drop(DropReason::TunnelUnresolved);
+                    continue;
+                };
+                route(arena.data_mut(p.desc), out.inner_dst_mac, vtep);
+                let base = layout.frame_base(p.desc.addr);
+                let start = (p.desc.addr - base) as usize;
+                let len = p.desc.len as usize;
+                let frame = &mut arena.region_mut()
+                    [base as usize..(base + layout.frame_size as u64) as usize];
+                let encapsulated = match template {
+                    TunnelTemplate::Vxlan(t) => {
+                        vtep::encap::encap_vxlan(frame, start, len, t, *ip_id)
+                    }
+                    TunnelTemplate::Ipip(t) => {
+                        vtep::encap::encap_ipip(frame, start, len, t, *ip_id)
+                    }
+                };
+                match encapsulated {
+                    Ok(span) => {
+                        *ip_id = ip_id.wrapping_add(1);
+                        p.desc.addr = base + span.start as u64;
+                        p.desc.len = span.len as u32;
+                    }
+                    Err(_) => p.verdict = Verdict::Drop(DropReason::TunnelMalformed),
+                }
             }
             (Action::ArpReply { mac }, L3::Arp(arp)) => {
                 p.desc.len = ARP_FRAME_LEN as u32;

@@ -6,6 +6,7 @@
 //! what would be accepted. Unknown keys are errors (a typo must not be silently ignored).
 //! Non-goals: runtime state (ports, IPAM) lives in the state directory, not here.
 
+use ctl::proto::{TunnelKind, TunnelSpec};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 use std::net::Ipv4Addr;
@@ -45,6 +46,37 @@ pub enum XdpMode {
     Generic,
 }
 
+/// Which tunnels this node may use; it sets the pods' MTU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encapsulation {
+    /// VXLAN (and IPIP, which fits in the same MTU): pod MTU = node MTU - 50.
+    Vxlan,
+    /// IPIP only: pod MTU = node MTU - 20.
+    Ipip,
+    /// No tunnels: pod MTU = node MTU.
+    None,
+}
+
+impl Encapsulation {
+    /// Bytes the largest allowed tunnel adds in front of a pod packet.
+    pub fn overhead(self) -> u16 {
+        match self {
+            Encapsulation::Vxlan => vtep::vxlan::VXLAN_MTU_OVERHEAD as u16,
+            Encapsulation::Ipip => vtep::ipip::IPIP_MTU_OVERHEAD as u16,
+            Encapsulation::None => 0,
+        }
+    }
+
+    /// Whether a tunnel of `kind` fits in the MTU this setting gives pods.
+    pub fn allows(self, kind: TunnelKind) -> bool {
+        matches!(
+            (self, kind),
+            (Encapsulation::Vxlan, _) | (Encapsulation::Ipip, TunnelKind::Ipip)
+        )
+    }
+}
+
 /// `[node]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeConfig {
@@ -60,6 +92,8 @@ pub struct NodeConfig {
     pub uplink: Option<String>,
     /// The uplink MTU; pod MTU is derived from it.
     pub mtu: u16,
+    /// Tunnels allowed (and so the pod MTU).
+    pub encapsulation: Encapsulation,
 }
 
 /// `[datapath]`.
@@ -99,6 +133,8 @@ pub struct Config {
     pub datapath: DatapathConfig,
     /// `[control]`.
     pub control: ControlConfig,
+    /// Static tunnels (`[[tunnel]]`).
+    pub tunnels: Vec<TunnelSpec>,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +145,8 @@ struct RawConfig {
     datapath: Option<Spanned<RawDatapath>>,
     #[serde(default)]
     control: Option<RawControl>,
+    #[serde(default)]
+    tunnel: Vec<Spanned<TunnelSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +160,8 @@ struct RawNode {
     uplink: Option<String>,
     #[serde(default = "default_mtu")]
     mtu: Spanned<u16>,
+    #[serde(default = "default_encapsulation")]
+    encapsulation: Encapsulation,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +194,9 @@ struct RawControl {
 
 fn default_mtu() -> Spanned<u16> {
     Spanned::new(0..0, 1500)
+}
+fn default_encapsulation() -> Encapsulation {
+    Encapsulation::Vxlan
 }
 fn one() -> Spanned<usize> {
     Spanned::new(0..0, 1)
@@ -283,6 +326,17 @@ impl Config {
             let msg = format!("datapath.host_port {host_port:?} must be 1 to 12 characters (\"-sw\" is appended for the switch end)");
             return Err(err(dp.host_port.span(), msg));
         }
+        let mut tunnels = Vec::new();
+        for t in raw.tunnel {
+            let span = t.span();
+            let t = t.into_inner();
+            check_tunnel(&t, node.encapsulation, pod_cidr, cluster_cidr, node.node_ip)
+                .map_err(|m| err(span.clone(), format!("tunnel {:?}: {m}", t.name)))?;
+            if tunnels.iter().any(|o: &TunnelSpec| o.name == t.name) {
+                return Err(err(span, format!("two tunnels are named {:?}", t.name)));
+            }
+            tunnels.push(t);
+        }
         let control = raw.control.unwrap_or(RawControl {
             socket: default_socket(),
             state_dir: default_state_dir(),
@@ -295,6 +349,7 @@ impl Config {
                 node_ip: node.node_ip,
                 uplink: node.uplink.filter(|u| !u.is_empty()),
                 mtu,
+                encapsulation: node.encapsulation,
             },
             datapath: DatapathConfig {
                 workers,
@@ -309,6 +364,7 @@ impl Config {
                 socket: control.socket,
                 state_dir: control.state_dir,
             },
+            tunnels,
         })
     }
 
@@ -323,10 +379,70 @@ impl Config {
         mac_for_ip(self.gateway_ip())
     }
 
-    /// Pod MTU: the node MTU less the largest tunnel overhead in use (none yet).
+    /// Pod MTU: the node MTU less the largest tunnel overhead allowed.
     pub fn pod_mtu(&self) -> u16 {
-        self.node.mtu
+        self.node.mtu - self.node.encapsulation.overhead()
     }
+}
+
+/// Checks one tunnel against the node's settings; the reason when it does not fit.
+pub fn check_tunnel(
+    t: &TunnelSpec,
+    encapsulation: Encapsulation,
+    pod_cidr: Ipv4Net,
+    cluster_cidr: Ipv4Net,
+    node_ip: Ipv4Addr,
+) -> Result<(), String> {
+    if t.name.is_empty() || t.name.len() > 64 {
+        return Err("name must be 1-64 characters".into());
+    }
+    if !encapsulation.allows(t.kind) {
+        return Err(format!(
+            "kind {:?} needs node.encapsulation = \"vxlan\" (pods' MTU must leave room for it)",
+            t.kind
+        ));
+    }
+    if !cluster_cidr.contains(&t.subnet)
+        || t.subnet.contains(&pod_cidr)
+        || pod_cidr.contains(&t.subnet)
+    {
+        return Err(format!(
+            "subnet {} must lie inside cluster_cidr {cluster_cidr} and not overlap pod_cidr {pod_cidr}",
+            t.subnet
+        ));
+    }
+    if t.remote == node_ip || t.remote.is_unspecified() || t.remote.is_multicast() {
+        return Err(format!(
+            "remote {} must be another node's unicast address",
+            t.remote
+        ));
+    }
+    match t.kind {
+        TunnelKind::Vxlan => {
+            let mac = t
+                .vtep_mac
+                .as_deref()
+                .ok_or("a vxlan tunnel needs vtep_mac (the peer's VtepMAC)")?;
+            let mac: MacAddr = mac
+                .parse()
+                .map_err(|e: vswitch::mac::ParseMacError| e.to_string())?;
+            if mac.is_multicast() {
+                return Err("vtep_mac must be unicast".into());
+            }
+            if t.vni.is_some_and(|v| v == 0 || v > vtep::vxlan::VNI_MAX) {
+                return Err("vni must be 1..=16777215".into());
+            }
+            if t.port == Some(0) {
+                return Err("port must not be 0".into());
+            }
+        }
+        TunnelKind::Ipip => {
+            if t.vni.is_some() || t.vtep_mac.is_some() || t.port.is_some() {
+                return Err("vni, vtep_mac and port are for vxlan tunnels only".into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The MAC vswitch gives an address: `0a:58` followed by its four bytes (locally administered).

@@ -165,15 +165,45 @@ fn run(config: Config) -> Result<(), String> {
         tables,
         workers,
     ));
-    let server = ControlServer::start(&socket, switch)?;
+    let server = ControlServer::start(
+        &socket,
+        Arc::clone(&switch) as Arc<dyn vswitchd::control::Handler>,
+    )?;
+    let resolver = spawn_resolver(Arc::clone(&switch), Arc::clone(&stop));
     tracing::info!("vswitchd ready: {summary}");
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
     tracing::info!("stopping: detaching XDP programs and closing sockets (pod veths stay)");
     server.stop();
+    let _ = resolver.join();
     xdp.lock().expect("xdp lock").detach_all();
     worker.stop();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Keeps the tunnels' underlay next hops resolved from the kernel's route and neighbour tables
+/// (asking the kernel to ARP for missing ones), once a second until `stop`.
+fn spawn_resolver(switch: Arc<Switch>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("vswitch-resolver".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                switch.resolve_next_hops(&|remote| match netlink::next_hop(remote) {
+                    Ok(hop) => {
+                        if hop.mac.is_none() {
+                            netlink::trigger_resolution(remote);
+                        }
+                        hop.mac.map(vswitch::mac::MacAddr)
+                    }
+                    Err(e) => {
+                        tracing::debug!(%remote, "no next hop yet: {e}");
+                        None
+                    }
+                });
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+        .expect("spawning the resolver thread")
 }

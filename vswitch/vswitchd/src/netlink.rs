@@ -1,4 +1,5 @@
-//! Pod plumbing over netlink: the veth pairs that connect pods (and the host stack) to the switch.
+//! Pod plumbing over netlink: the veth pairs that connect pods (and the host stack) to the switch;
+//! and the underlay next hop of a tunnel peer, which the switch needs to address outer frames.
 //!
 //! Contract:
 //! - [`create_pod_link`] creates a veth pair in the caller's namespace, moves one end into the
@@ -9,6 +10,9 @@
 //! - [`delete_link`] is idempotent; [`check_pod_link`] verifies a pod interface (CNI CHECK);
 //!   [`ensure_host_port`] creates or reuses the host port pair and its route; [`link_info`] and
 //!   [`set_tx_checksum`] are the small helpers the daemon needs around them.
+//! - [`next_hop`] tells where packets to a tunnel peer leave the caller's namespace (`ip route
+//!   get`) and the next hop's MAC if the neighbour table has a usable entry (`ip neigh get`); it
+//!   changes nothing. [`trigger_resolution`] makes the kernel ARP for a next hop without one.
 //! - Every function is synchronous and runs its netlink requests on a per-call current-thread
 //!   tokio runtime with its own rtnetlink connection. Work inside a pod namespace runs on a
 //!   short-lived thread that `setns`es into it first; the calling thread never changes namespace.
@@ -26,6 +30,9 @@
 //!   `tx-tcp-accecn-segmentation` bit stays on after "TSO off", so `ethtool -k` still shows
 //!   `tcp-segmentation-offload: on`; it cannot be used without `tx-tcp(6)-segmentation`, which
 //!   are off, so the stack still segments in software.
+//! - Next-hop MACs come from the kernel's neighbour table: the kernel does the ARP, so its
+//!   replies must reach the kernel stack (the uplink XDP program passes everything but tunnel
+//!   traffic). The single-entry neighbour lookup needs Linux 5.0 or later.
 //!
 //! Non-goals: no datapath code, no AF_XDP sockets, no XDP program attach (that is the AF_XDP
 //! backend's business); no IPAM (addresses come in the request); IPv4 only for now.
@@ -33,12 +40,13 @@
 mod error;
 mod ethtool;
 mod link;
+mod neigh;
 mod ns;
 
 use std::{
     fs::File,
     io,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddrV4, UdpSocket},
     os::fd::AsRawFd,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
@@ -112,6 +120,19 @@ pub struct HostPort {
     pub switch_ifindex: u32,
     pub kernel_mac: [u8; 6],
     pub switch_mac: [u8; 6],
+}
+
+/// Where packets to a tunnel peer leave the caller's namespace; the result of [`next_hop`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    /// The output interface (ifindex in the caller's namespace).
+    pub ifindex: u32,
+    /// The next hop: the gateway of the route, or the peer itself when it is on-link.
+    pub via: Ipv4Addr,
+    /// `via`'s MAC if the kernel's neighbour table has a usable entry (REACHABLE, STALE, DELAY,
+    /// PROBE or PERMANENT with a link-layer address); `None` means "not resolved (yet)", see
+    /// [`trigger_resolution`].
+    pub mac: Option<[u8; 6]>,
 }
 
 /// Creates the pod's veth pair and configures both ends (see the module docs for the steps).
@@ -227,6 +248,65 @@ pub fn set_tx_checksum(ifname: &str, on: bool) -> Result<(), NetlinkError> {
     };
     ethtool::set_offload(ifname, Offload::TxChecksum, on).step("set TX checksum offload", &at)
 }
+
+/// Where packets to `dst` leave the caller's namespace: the output interface, the next hop (the
+/// route's gateway, or `dst` itself when on-link) and that next hop's MAC if the kernel's
+/// neighbour table has a usable entry. Same lookup as `ip route get dst` (so the same route a
+/// packet from an unbound socket takes), then `ip neigh get via dev ifindex`. Read-only.
+///
+/// No usable unicast route (none, `unreachable`/`prohibit`/`blackhole`, or `dst` is a local,
+/// broadcast or multicast address) is [`NetlinkError::NoRoute`].
+pub fn next_hop(dst: Ipv4Addr) -> Result<NextHop, NetlinkError> {
+    let target = dst.to_string();
+    let at = At {
+        ifname: &target,
+        netns: CALLER_NS,
+    };
+    ns::with_handle(CALLER_NS, |h| async move {
+        let (ifindex, via) = route_next_hop(&h, dst, &at).await?;
+        let via_name = via.to_string();
+        let via_at = At {
+            ifname: &via_name,
+            netns: CALLER_NS,
+        };
+        let neighbour = neigh::neigh_get(&h, ifindex, via)
+            .await
+            .step("look up next-hop neighbour", &via_at)?;
+        Ok(NextHop {
+            ifindex,
+            via,
+            mac: neighbour.and_then(|n| n.usable_mac()),
+        })
+    })
+}
+
+/// Asks the kernel to resolve the next hop towards `dst` (for when [`next_hop`] gave no MAC):
+/// sends one empty UDP datagram to `dst` port 9 (discard) from a fresh, unconnected UDP socket
+/// of the caller's namespace (wildcard address, ephemeral port, as an unbound socket's `sendto`
+/// gets) and closes it. Sending makes the kernel route it exactly as [`next_hop`] looked up and
+/// ARP for the next hop if its entry is missing, failed or stale; poll [`next_hop`] afterwards.
+/// Returns immediately (non-blocking send, no waiting for the ARP); failures are only logged,
+/// at debug level: the caller's poll notices them as a MAC that does not appear.
+///
+/// Harmless because: the datagram carries no payload (28 bytes on the wire, once per call);
+/// while the ARP runs it waits in the neighbour's pending queue (bounded by `unres_qlen_bytes`)
+/// and is dropped if resolution fails; it goes only where tunnel traffic to `dst` goes anyway;
+/// port 9 is the discard service, so a peer drops it or at most answers ICMP port unreachable,
+/// which an unconnected socket without `IP_RECVERR` ignores (and the socket is gone by then); no
+/// local state stays behind beyond the neighbour entry it was meant to create (and a
+/// short-lived conntrack entry, if conntrack is loaded).
+pub fn trigger_resolution(dst: Ipv4Addr) {
+    let sent = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).and_then(|sock| {
+        sock.set_nonblocking(true)?;
+        sock.send_to(&[], SocketAddrV4::new(dst, DISCARD_PORT))
+    });
+    if let Err(e) = sent {
+        tracing::debug!("next-hop resolution: cannot send the trigger datagram to {dst}: {e}");
+    }
+}
+
+/// The UDP discard service (RFC 863): whatever arrives there is dropped.
+const DISCARD_PORT: u16 = 9;
 
 // ---- create_pod_link steps ----
 
@@ -501,6 +581,33 @@ async fn check_default_route(
             list.join(", ")
         }
     )))
+}
+
+// ---- next_hop steps ----
+
+/// The output interface and next hop of the route the kernel picks for `dst`; an unusable or
+/// missing route is [`NetlinkError::NoRoute`].
+async fn route_next_hop(
+    h: &Handle,
+    dst: Ipv4Addr,
+    at: &At<'_>,
+) -> Result<(u32, Ipv4Addr), NetlinkError> {
+    let no_route = |reason: String| NetlinkError::NoRoute {
+        dst,
+        netns: CALLER_NS.into(),
+        reason,
+    };
+    let route = match neigh::route_get(h, dst).await {
+        Ok(Some(route)) => route,
+        Ok(None) => return Err(no_route("the kernel answered without a route".into())),
+        Err(e) => {
+            return Err(match errno_of(&e).and_then(neigh::unroutable) {
+                Some(reason) => no_route(reason.into()),
+                None => at.fail("look up route", e.into_io()),
+            })
+        }
+    };
+    route.next_hop(dst).map_err(no_route)
 }
 
 // ---- ensure_host_port steps ----

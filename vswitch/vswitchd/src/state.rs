@@ -50,6 +50,12 @@ pub struct State {
     pub pods: Vec<PodRecord>,
     /// The address handed out last (allocation continues after it).
     pub last_allocated: Option<Ipv4Addr>,
+    /// Our VTEP MAC, generated once and kept across restarts.
+    #[serde(default)]
+    pub vtep_mac: Option<MacAddr>,
+    /// Tunnels added at run time (`tunnel add`); tunnels from the config are not stored.
+    #[serde(default)]
+    pub tunnels: Vec<ctl::proto::TunnelSpec>,
 }
 
 /// Why an address could not be given.

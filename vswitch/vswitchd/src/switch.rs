@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use vswitch::mac::MacAddr;
 use vswitch::stats::{PortStats, WorkerStats};
-use vswitch::tables::{PortId, PortInfo, PortKind, SwitchConfig, TableHandle, Tables, MAX_PORTS};
+use vswitch::tables::{
+    PortId, PortInfo, PortKind, SwitchConfig, TableHandle, Tables, TunnelEntry, MAX_PORTS,
+};
 
 /// The first slot pods get (0: host port, 1: uplink).
 pub const FIRST_POD_SLOT: u16 = 2;
@@ -42,6 +44,64 @@ struct Inner {
     host_macs: BTreeMap<u16, MacAddr>,
     plumbing: Box<dyn PodPlumbing>,
     fixed_ports: Vec<PortInfo>,
+    /// Resolved underlay next hops by tunnel name.
+    next_hops: BTreeMap<String, MacAddr>,
+}
+
+/// Tunnels from the config, then those added at run time.
+fn all_tunnels<'a>(
+    config: &'a Config,
+    state: &'a State,
+) -> impl Iterator<Item = &'a proto::TunnelSpec> {
+    config.tunnels.iter().chain(&state.tunnels)
+}
+
+/// The engine's form of a tunnel spec (defaults: flannel's VNI 1 and port 8472).
+pub fn to_tunnel(spec: &proto::TunnelSpec) -> Result<vtep::table::Tunnel, String> {
+    let mut t = match spec.kind {
+        proto::TunnelKind::Vxlan => {
+            let mac: MacAddr = spec
+                .vtep_mac
+                .as_deref()
+                .ok_or("a vxlan tunnel needs vtep_mac")?
+                .parse()
+                .map_err(|e: vswitch::mac::ParseMacError| e.to_string())?;
+            vtep::table::Tunnel::vxlan(&spec.name, spec.remote, spec.subnet, mac.0)
+        }
+        proto::TunnelKind::Ipip => vtep::table::Tunnel::ipip(&spec.name, spec.remote, spec.subnet),
+    };
+    if let Some(v) = spec.vni {
+        t.vni = v;
+    }
+    if let Some(p) = spec.port {
+        t.port = p;
+    }
+    Ok(t)
+}
+
+/// A spec with its defaults filled in, as `tunnel list` shows it.
+fn with_defaults(spec: &proto::TunnelSpec) -> proto::TunnelSpec {
+    let mut s = spec.clone();
+    if s.kind == proto::TunnelKind::Vxlan {
+        s.vni.get_or_insert(vtep::vxlan::FLANNEL_VNI);
+        s.port.get_or_insert(vtep::vxlan::FLANNEL_UDP_PORT);
+    }
+    s
+}
+
+/// A random locally administered unicast MAC (our VTEP MAC, generated once).
+fn random_mac() -> MacAddr {
+    let mut b = [0u8; 6];
+    let got = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    if got.is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        b.copy_from_slice(&t.as_nanos().to_le_bytes()[..6]);
+    }
+    b[0] = (b[0] & 0xfc) | 0x02;
+    MacAddr(b)
 }
 
 /// The node's switch: configuration, state, plumbing, tables and workers' counters.
@@ -70,11 +130,19 @@ impl Switch {
         tables: TableHandle,
         workers: Vec<(Arc<WorkerStats>, Option<usize>)>,
     ) -> Switch {
+        let mut state = state;
+        if state.vtep_mac.is_none() {
+            state.vtep_mac = Some(random_mac());
+            if let Err(e) = store.save(&state) {
+                tracing::error!("cannot persist the new VTEP MAC: {e}");
+            }
+        }
         let mut inner = Inner {
             state,
             host_macs: BTreeMap::new(),
             plumbing,
             fixed_ports,
+            next_hops: BTreeMap::new(),
         };
         for pod in inner.state.pods.clone() {
             match inner.plumbing.reattach(&pod) {
@@ -103,12 +171,15 @@ impl Switch {
         switch
     }
 
-    fn switch_config(&self) -> SwitchConfig {
+    fn switch_config(&self, state: &State) -> SwitchConfig {
         SwitchConfig {
             gateway_ip: self.config.gateway_ip(),
             gateway_mac: self.config.gateway_mac(),
             pod_cidr: self.config.node.pod_cidr,
             cluster_cidr: self.config.node.cluster_cidr,
+            node_ip: Some(self.config.node.node_ip),
+            vtep_mac: state.vtep_mac,
+            vxlan_udp_checksum: true,
         }
     }
 
@@ -130,9 +201,136 @@ impl Switch {
                 mtu: pod.mtu,
             });
         }
-        let tables = Tables::build(self.switch_config(), ports).map_err(|e| e.to_string())?;
+        let tables = self.build_tables(&inner.state, &inner.next_hops, ports)?;
         self.tables.publish(tables);
         Ok(())
+    }
+
+    fn build_tables(
+        &self,
+        state: &State,
+        next_hops: &BTreeMap<String, MacAddr>,
+        ports: Vec<PortInfo>,
+    ) -> Result<Tables, String> {
+        let tunnels = all_tunnels(&self.config, state)
+            .map(|spec| {
+                Ok(TunnelEntry {
+                    tunnel: to_tunnel(spec)?,
+                    next_hop_mac: next_hops.get(&spec.name).copied(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Tables::build_with_tunnels(self.switch_config(state), ports, tunnels)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Looks up the underlay next hop of every tunnel in the kernel's tables, asks the kernel
+    /// to resolve the missing ones, and publishes new tables when one changed. Called
+    /// periodically by the daemon.
+    pub fn resolve_next_hops(&self, lookup: &dyn Fn(std::net::Ipv4Addr) -> Option<MacAddr>) {
+        let mut inner = self.inner.lock().expect("switch lock");
+        let wanted: Vec<(String, std::net::Ipv4Addr)> = all_tunnels(&self.config, &inner.state)
+            .map(|t| (t.name.clone(), t.remote))
+            .collect();
+        let mut next = BTreeMap::new();
+        for (name, remote) in wanted {
+            if let Some(mac) = lookup(remote) {
+                next.insert(name, mac);
+            }
+        }
+        if next != inner.next_hops {
+            tracing::info!("tunnel next hops: {:?}", next);
+            inner.next_hops = next;
+            if let Err(e) = self.publish(&inner) {
+                tracing::error!("publishing tables with new next hops: {e}");
+            }
+        }
+    }
+
+    fn tunnel_infos(&self, inner: &Inner) -> Vec<proto::TunnelInfo> {
+        all_tunnels(&self.config, &inner.state)
+            .map(|t| proto::TunnelInfo {
+                spec: with_defaults(t),
+                next_hop_mac: inner.next_hops.get(&t.name).map(|m| m.to_string()),
+            })
+            .collect()
+    }
+
+    fn tunnel_add(&self, spec: proto::TunnelSpec) -> Response {
+        let n = &self.config.node;
+        if let Err(why) = crate::config::check_tunnel(
+            &spec,
+            n.encapsulation,
+            n.pod_cidr,
+            n.cluster_cidr,
+            n.node_ip,
+        ) {
+            return error(
+                ErrorCode::BadRequest,
+                format!("tunnel {:?}: {why}", spec.name),
+            );
+        }
+        if n.uplink.is_none() {
+            return error(
+                ErrorCode::BadRequest,
+                "tunnels need an uplink: set node.uplink in the configuration",
+            );
+        }
+        let mut inner = self.inner.lock().expect("switch lock");
+        if self.config.tunnels.iter().any(|t| t.name == spec.name) {
+            return error(
+                ErrorCode::Conflict,
+                format!(
+                    "tunnel {:?} is defined in the configuration file; change it there",
+                    spec.name
+                ),
+            );
+        }
+        let mut next = inner.state.clone();
+        next.tunnels.retain(|t| t.name != spec.name);
+        next.tunnels.push(spec.clone());
+        if let Err(e) = self.build_tables(&next, &inner.next_hops, inner.fixed_ports.clone()) {
+            return error(ErrorCode::Conflict, format!("tunnel {:?}: {e}", spec.name));
+        }
+        if let Err(e) = self.store.save(&next) {
+            return error(ErrorCode::Internal, e.to_string());
+        }
+        inner.state = next;
+        if let Err(e) = self.publish(&inner) {
+            tracing::error!("publishing tables after adding tunnel {}: {e}", spec.name);
+        }
+        tracing::info!(name = %spec.name, remote = %spec.remote, subnet = %spec.subnet, "tunnel added");
+        let info = self
+            .tunnel_infos(&inner)
+            .into_iter()
+            .filter(|t| t.spec.name == spec.name)
+            .collect();
+        ok(Reply::Tunnels(info))
+    }
+
+    fn tunnel_del(&self, name: &str) -> Response {
+        let mut inner = self.inner.lock().expect("switch lock");
+        if self.config.tunnels.iter().any(|t| t.name == name) {
+            return error(
+                ErrorCode::Conflict,
+                format!("tunnel {name:?} is defined in the configuration file; remove it there"),
+            );
+        }
+        if !inner.state.tunnels.iter().any(|t| t.name == name) {
+            return ok(Reply::Removed(false));
+        }
+        let mut next = inner.state.clone();
+        next.tunnels.retain(|t| t.name != name);
+        if let Err(e) = self.store.save(&next) {
+            return error(ErrorCode::Internal, e.to_string());
+        }
+        inner.state = next;
+        inner.next_hops.remove(name);
+        if let Err(e) = self.publish(&inner) {
+            tracing::error!("publishing tables after removing tunnel {name}: {e}");
+        }
+        tracing::info!(name, "tunnel removed");
+        ok(Reply::Removed(true))
     }
 
     fn port_info(&self, pod: &PodRecord, host_mac: Option<MacAddr>) -> proto::PortInfo {
@@ -329,6 +527,16 @@ impl Switch {
             gateway: self.config.gateway_ip(),
             gateway_mac: self.config.gateway_mac().to_string(),
             pod_mtu: self.config.pod_mtu(),
+            vtep_mac: self
+                .inner
+                .lock()
+                .expect("switch lock")
+                .state
+                .vtep_mac
+                .unwrap_or_default()
+                .to_string(),
+            vni: vtep::vxlan::FLANNEL_VNI,
+            vxlan_port: vtep::vxlan::FLANNEL_UDP_PORT,
         }))
     }
 }
@@ -345,6 +553,12 @@ impl Handler for Switch {
             Request::PortList {} => self.port_list(),
             Request::Stats {} => self.stats(),
             Request::Node {} => self.node(),
+            Request::TunnelAdd(spec) => self.tunnel_add(spec),
+            Request::TunnelDel { name } => self.tunnel_del(&name),
+            Request::TunnelList {} => {
+                let inner = self.inner.lock().expect("switch lock");
+                ok(Reply::Tunnels(self.tunnel_infos(&inner)))
+            }
         }
     }
 }

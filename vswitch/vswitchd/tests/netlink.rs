@@ -3,7 +3,8 @@
 //! Every test makes its own network namespaces named `vnl-<pid>-<tag>` and calls the module from
 //! a thread that entered a test-made "node" namespace (`in_netns`), so the root namespace is never
 //! modified. Namespaces are deleted by a Drop guard, which also removes every interface in them,
-//! even when an assertion fails. Addresses are in 10.244.0.0/16 only.
+//! even when an assertion fails. Addresses are in 10.244.0.0/16, and for the next-hop tests in
+//! 192.168.77.0/24 and 192.168.88.0/24, all inside test namespaces.
 
 use std::{
     fs::File,
@@ -11,12 +12,15 @@ use std::{
     os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::Command,
+    thread::sleep,
+    time::{Duration, Instant},
 };
 
 use ipnet::Ipv4Net;
 use vswitchd::netlink::{
     check_pod_link, create_pod_link, delete_link, ensure_host_port, link_info, netns_path,
-    set_tx_checksum, HostPortRequest, NetlinkError, PodLinkRequest,
+    next_hop, set_tx_checksum, trigger_resolution, HostPortRequest, NetlinkError, NextHop,
+    PodLinkRequest,
 };
 
 fn is_root() -> bool {
@@ -558,5 +562,203 @@ fn works_when_called_from_inside_a_tokio_runtime() {
     assert!(
         expected.starts_with(&format!("{}: vswrt0", info.0)),
         "{expected}"
+    );
+}
+
+// ---- next hop of a tunnel peer ----
+
+const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
+const PEER_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
+
+/// A node namespace with veth `vnh0` 192.168.77.1/24 whose other end `vnh1` (192.168.77.2/24)
+/// sits in a peer namespace. Returns (node, peer, ifindex of vnh0, MAC of vnh1).
+fn underlay(tag: &str) -> (Netns, Netns, u32, [u8; 6]) {
+    let node = Netns::new(&format!("{tag}-node"));
+    let peer = Netns::new(&format!("{tag}-peer"));
+    node.ip(&[
+        "link", "add", "vnh0", "type", "veth", "peer", "name", "vnh1", "netns", &peer.name,
+    ]);
+    node.ip(&["addr", "add", "192.168.77.1/24", "dev", "vnh0"]);
+    node.ip(&["link", "set", "vnh0", "up"]);
+    peer.ip(&["addr", "add", "192.168.77.2/24", "dev", "vnh1"]);
+    peer.ip(&["link", "set", "vnh1", "up"]);
+    let vnh0 = node.ip(&["-o", "link", "show", "vnh0"]);
+    let ifindex = vnh0
+        .split(':')
+        .next()
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| panic!("no ifindex in {vnh0}"));
+    let mac = link_mac(&peer, "vnh1");
+    (node, peer, ifindex, mac)
+}
+
+/// The MAC `ip -n NS link show IFNAME` reports.
+fn link_mac(ns: &Netns, ifname: &str) -> [u8; 6] {
+    let line = ns.ip(&["-o", "link", "show", ifname]);
+    let text = line
+        .split("link/ether ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no MAC in {line}"));
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("hex MAC byte"))
+        .collect();
+    bytes.try_into().expect("6-byte MAC")
+}
+
+/// `next_hop(dst)` from `node`, polled every 50 ms for up to 2 s until it reports a MAC; the
+/// last answer.
+fn poll_next_hop(node: &Netns, dst: Ipv4Addr) -> NextHop {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let hop = in_netns(node, || next_hop(dst)).expect("next_hop");
+        if hop.mac.is_some() || Instant::now() >= deadline {
+            return hop;
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn next_hop_of_an_on_link_peer_resolves_after_a_trigger() {
+    require_root!();
+    let (node, _peer, ifindex, peer_mac) = underlay("nh-link");
+
+    let before = in_netns(&node, || next_hop(PEER_IP)).expect("next_hop before traffic");
+    assert_eq!(before.ifindex, ifindex);
+    assert_eq!(before.via, PEER_IP);
+    // Nothing was sent yet; should the kernel have resolved it anyway, it is the peer's MAC.
+    assert!(
+        before.mac.is_none() || before.mac == Some(peer_mac),
+        "{before:?}"
+    );
+
+    in_netns(&node, || trigger_resolution(PEER_IP));
+    let after = poll_next_hop(&node, PEER_IP);
+    assert_eq!(
+        after,
+        NextHop {
+            ifindex,
+            via: PEER_IP,
+            mac: Some(peer_mac),
+        }
+    );
+    let neigh = node.ip(&["neigh", "show", "192.168.77.2", "dev", "vnh0"]);
+    assert!(neigh.contains(&fmt_mac(peer_mac)), "{neigh}");
+}
+
+#[test]
+fn next_hop_of_a_routed_peer_is_the_gateway() {
+    require_root!();
+    let (node, _peer, ifindex, peer_mac) = underlay("nh-gw");
+    node.ip(&["route", "add", "192.168.88.0/24", "via", "192.168.77.2"]);
+    let dst = Ipv4Addr::new(192, 168, 88, 5);
+
+    let before = in_netns(&node, || next_hop(dst)).expect("next_hop before traffic");
+    assert_eq!(
+        (before.ifindex, before.via),
+        (ifindex, PEER_IP),
+        "{before:?}"
+    );
+    assert!(
+        before.mac.is_none() || before.mac == Some(peer_mac),
+        "{before:?}"
+    );
+
+    in_netns(&node, || trigger_resolution(dst));
+    let after = poll_next_hop(&node, dst);
+    assert_eq!(
+        after,
+        NextHop {
+            ifindex,
+            via: PEER_IP,
+            mac: Some(peer_mac),
+        }
+    );
+    // The gateway was resolved, not the destination.
+    let neigh = node.ip(&["neigh", "show", "dev", "vnh0"]);
+    assert!(!neigh.contains("192.168.88.5"), "{neigh}");
+}
+
+#[test]
+fn next_hop_reports_only_usable_neighbour_entries() {
+    require_root!();
+    let (node, _peer, ifindex, _) = underlay("nh-nud");
+    let fixed = [0x02, 0, 0, 0, 0x77, 3];
+    node.ip(&[
+        "neigh",
+        "add",
+        "192.168.77.3",
+        "lladdr",
+        &fmt_mac(fixed),
+        "dev",
+        "vnh0",
+        "nud",
+        "permanent",
+    ]);
+    let hop = in_netns(&node, || next_hop(Ipv4Addr::new(192, 168, 77, 3))).expect("permanent");
+    assert_eq!(hop.mac, Some(fixed), "{hop:?}");
+
+    node.ip(&[
+        "neigh",
+        "add",
+        "192.168.77.4",
+        "lladdr",
+        "02:00:00:00:77:04",
+        "dev",
+        "vnh0",
+        "nud",
+        "noarp",
+    ]);
+    // NOARP carries an address but is not a resolved neighbour.
+    let hop = in_netns(&node, || next_hop(Ipv4Addr::new(192, 168, 77, 4))).expect("noarp");
+    assert_eq!(hop.mac, None, "{hop:?}");
+
+    // Nobody answers for .9: after a trigger the entry is INCOMPLETE (then FAILED), never usable.
+    let absent = Ipv4Addr::new(192, 168, 77, 9);
+    in_netns(&node, || trigger_resolution(absent));
+    sleep(Duration::from_millis(300));
+    let hop = in_netns(&node, || next_hop(absent)).expect("incomplete");
+    assert_eq!(
+        hop,
+        NextHop {
+            ifindex,
+            via: absent,
+            mac: None,
+        }
+    );
+    let neigh = node.ip(&["neigh", "show", "192.168.77.9", "dev", "vnh0"]);
+    assert!(
+        neigh.contains("INCOMPLETE") || neigh.contains("FAILED"),
+        "{neigh}"
+    );
+}
+
+#[test]
+fn next_hop_without_a_route_is_a_clear_error() {
+    require_root!();
+    let (node, _peer, _, _) = underlay("nh-none");
+    let dst = Ipv4Addr::new(10, 99, 0, 1);
+    let err = in_netns(&node, || next_hop(dst)).unwrap_err();
+    assert!(err.is_no_route(), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no usable route to 10.99.0.1") && msg.contains("ip route get 10.99.0.1"),
+        "{msg}"
+    );
+    // Sending towards it must not panic or block either.
+    in_netns(&node, || trigger_resolution(dst));
+
+    node.ip(&["route", "add", "unreachable", "10.99.0.0/16"]);
+    let err = in_netns(&node, || next_hop(dst)).unwrap_err();
+    assert!(
+        err.is_no_route() && err.to_string().contains("`unreachable` route"),
+        "{err}"
+    );
+    let err = in_netns(&node, || next_hop(NODE_IP)).unwrap_err();
+    assert!(
+        err.is_no_route() && err.to_string().contains("address of this node"),
+        "{err}"
     );
 }

@@ -171,20 +171,21 @@ fn mtu_sized_frames_with_df() {
     let pods = pods(&lab, &node, &["p1", "p2"]);
     let (ns1, p1) = &pods[0];
     let (_, p2) = &pods[1];
-    assert_eq!(p1.mtu, 1500);
+    // node MTU 1500 less VXLAN's 50 (encapsulation defaults to vxlan)
+    assert_eq!(p1.mtu, 1450);
 
-    let full = lab.ping(ns1, &addr(p2), &["-M", "do", "-s", "1472"]);
+    let full = lab.ping(ns1, &addr(p2), &["-M", "do", "-s", "1422"]);
     assert!(
         full.ok() && full.stdout.contains(" 0% packet loss"),
-        "1500-byte packets with DF: {}",
+        "1450-byte packets with DF: {}",
         full.text()
     );
-    assert!(full.stdout.contains("1480 bytes from"), "{}", full.text());
+    assert!(full.stdout.contains("1430 bytes from"), "{}", full.text());
 
-    let over = lab.ping(ns1, &addr(p2), &["-M", "do", "-s", "1473"]);
-    assert!(!over.ok(), "1501 bytes with DF must fail: {}", over.text());
+    let over = lab.ping(ns1, &addr(p2), &["-M", "do", "-s", "1423"]);
+    assert!(!over.ok(), "1451 bytes with DF must fail: {}", over.text());
     assert!(
-        over.text().contains("message too long, mtu=1500"),
+        over.text().contains("message too long, mtu=1450"),
         "refused locally by the pod's MTU: {}",
         over.text()
     );

@@ -1,10 +1,11 @@
 //! The one error type of the netlink module, and the glue that turns a failed netlink or ioctl
 //! call into an operator-readable line naming the step, the interface and the namespace.
 
-use std::{io, path::PathBuf};
+use std::{io, net::Ipv4Addr, path::PathBuf};
 
-/// A failure of pod or host-port plumbing. `Display` is one line for an operator: what failed,
-/// on which interface in which namespace, the kernel's reason and, where it helps, what to check.
+/// A failure of pod or host-port plumbing or of next-hop resolution. `Display` is one line for
+/// an operator: what failed, on which interface in which namespace, the kernel's reason and,
+/// where it helps, what to check.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
     /// The request itself is unusable (bad name, gateway outside the subnet, ...); nothing was
@@ -46,6 +47,18 @@ pub enum NetlinkError {
         netns: String,
         what: String,
     },
+
+    /// `next_hop` found no usable unicast route to the address (no route, an `unreachable`,
+    /// `prohibit` or `blackhole` route, or a local, broadcast or multicast address).
+    #[error(
+        "no usable route to {dst} in {netns}: {reason} (check the underlay: the uplink's \
+         address and link state and the routes: `ip route get {dst}`)"
+    )]
+    NoRoute {
+        dst: Ipv4Addr,
+        netns: String,
+        reason: String,
+    },
 }
 
 impl NetlinkError {
@@ -57,6 +70,11 @@ impl NetlinkError {
     /// True when the namespace is missing or not a network namespace.
     pub fn is_netns_error(&self) -> bool {
         matches!(self, NetlinkError::Netns { .. })
+    }
+
+    /// True for [`NetlinkError::NoRoute`]: the peer is unreachable from this node as configured.
+    pub fn is_no_route(&self) -> bool {
+        matches!(self, NetlinkError::NoRoute { .. })
     }
 
     /// The kernel's errno behind a failed step, if there was one.
