@@ -11,6 +11,7 @@ PACKAGES=(
   procps          # ps/top figures (CPU of an idle daemon)
   python3-scapy   # tests/pcap/gen_cases.py crafts the conformance pcaps
   tshark          # decoding captures in tests
+  tcpdump         # capturing on test underlays
 )
 
 step() { printf '\n==> %s\n' "$*"; }

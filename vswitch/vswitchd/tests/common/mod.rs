@@ -8,6 +8,9 @@
 //! is failing, prints the daemon's log. Nothing here touches the root namespace: every command
 //! runs under `ip netns exec`/`ip -n` in a lab namespace.
 
+// Each test binary uses a different subset of this harness.
+#![allow(dead_code)]
+
 use ctl::proto::{ErrorCode, PortAdd, PortCounters, PortInfo, Reply, Request, Response, Stats};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -358,6 +361,8 @@ pub struct Conf {
     pub idle: &'static str,
     /// `datapath.cpus = [cpu]`.
     pub cpu: usize,
+    /// Node number N: pod_cidr 10.244.N.0/24, node_ip 192.168.77.N.
+    pub index: u8,
 }
 
 impl Default for Conf {
@@ -366,6 +371,7 @@ impl Default for Conf {
             uplink: None,
             idle: "adaptive",
             cpu: quiet_cpu(),
+            index: 1,
         }
     }
 }
@@ -381,9 +387,9 @@ impl Conf {
         format!(
             "[node]\n\
              name = \"{name}\"\n\
-             pod_cidr = \"10.244.1.0/24\"\n\
+             pod_cidr = \"10.244.{n}.0/24\"\n\
              cluster_cidr = \"10.244.0.0/16\"\n\
-             node_ip = \"192.168.77.1\"\n\
+             node_ip = \"192.168.77.{n}\"\n\
              {uplink}\
              [datapath]\n\
              cpus = [{cpu}]\n\
@@ -391,6 +397,7 @@ impl Conf {
              [control]\n\
              socket = \"{socket}\"\n\
              state_dir = \"{state}\"\n",
+            n = self.index,
             cpu = self.cpu,
             idle = self.idle,
             socket = socket.display(),

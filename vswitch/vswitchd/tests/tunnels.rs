@@ -1,0 +1,349 @@
+//! Cross-node pod traffic on real AF_XDP uplinks (root): two vswitch nodes over VXLAN and over
+//! IPIP, and a vswitch node beside a node wired exactly as flanneld wires one (kernel `vxlan`
+//! device `flannel.1`, VNI 1, port 8472, nolearning, a /32 address, per-peer onlink route,
+//! permanent neighbour and FDB entry, a `cni0` bridge with a pod). Every namespace is the
+//! test's own (underlay 192.168.77.0/24 on a bridge in an underlay namespace) and is removed
+//! afterwards, even on failure. The underlay veths have TX checksum offload off, so that they
+//! carry finished checksums as a real wire does (see `Underlay::host`).
+
+mod common;
+
+use common::{cpu_heavy, Conf, Lab, Node};
+use ctl::proto::{PortInfo, Reply, Request, Response, TunnelKind, TunnelSpec};
+use std::time::{Duration, Instant};
+
+/// An underlay namespace with a bridge, and a node namespace per index with `eth0`
+/// (192.168.77.N/24) plugged into it.
+struct Underlay<'a> {
+    lab: &'a Lab,
+    ns: String,
+}
+
+impl<'a> Underlay<'a> {
+    fn new(lab: &'a Lab) -> Underlay<'a> {
+        let ns = lab.netns("ul");
+        lab.ip(&ns, &["link", "add", "br0", "type", "bridge"]);
+        lab.ip(&ns, &["link", "set", "br0", "up"]);
+        Underlay { lab, ns }
+    }
+
+    /// A node namespace wired to the underlay as 192.168.77.`index`.
+    fn host(&self, name: &str, index: u8) -> String {
+        let ns = self.lab.netns(name);
+        let port = format!("u{index}");
+        self.lab.ip(
+            &ns,
+            &["link", "add", "eth0", "type", "veth", "peer", "name", &port],
+        );
+        self.lab.ip(&ns, &["link", "set", &port, "netns", &self.ns]);
+        self.lab
+            .ip(&self.ns, &["link", "set", &port, "master", "br0", "up"]);
+        let addr = format!("192.168.77.{index}/24");
+        self.lab.ip(&ns, &["addr", "add", &addr, "dev", "eth0"]);
+        self.lab.ip(&ns, &["link", "set", "eth0", "up"]);
+        // A veth hands its peer packets whose checksums the sender's stack left for the NIC to
+        // finish; a real NIC finishes them on the wire. Make this underlay a faithful wire, so
+        // tunnel packets from kernel nodes arrive with the checksums they carry on a network.
+        let out = self.lab.exec(&ns, &["ethtool", "-K", "eth0", "tx", "off"]);
+        assert!(out.ok(), "{}", out.text());
+        ns
+    }
+
+    /// A vswitch node N with uplink eth0 and one pod.
+    fn vswitch_node(&self, index: u8) -> (Node<'a>, String, PortInfo) {
+        let ns = self.host(&format!("n{index}"), index);
+        let conf = Conf {
+            uplink: Some("eth0".into()),
+            index,
+            ..Conf::default()
+        };
+        let node = self.lab.node_in(&ns, &format!("n{index}"), &conf);
+        let pod_ns = self.lab.netns(&format!("pod{index}"));
+        let pod = node.port_add(&pod_ns, &format!("{}-pod{index}", self.lab.id));
+        (node, pod_ns, pod)
+    }
+}
+
+fn vtep_mac(node: &Node) -> String {
+    match node.call(&Request::Node {}) {
+        Response::Ok {
+            result: Reply::Node(n),
+        } => n.vtep_mac,
+        other => panic!("node: {other:?}"),
+    }
+}
+
+fn tunnel_add(node: &Node, name: &str, kind: TunnelKind, peer: u8, vtep_mac: Option<String>) {
+    let spec = TunnelSpec {
+        name: name.into(),
+        kind,
+        remote: format!("192.168.77.{peer}").parse().unwrap(),
+        subnet: format!("10.244.{peer}.0/24").parse().unwrap(),
+        vni: None,
+        vtep_mac,
+        port: None,
+    };
+    match node.call(&Request::TunnelAdd(spec)) {
+        Response::Ok { .. } => {}
+        other => panic!("tunnel add {name}: {other:?}"),
+    }
+}
+
+/// Waits until every tunnel of `node` has a resolved next hop.
+fn wait_resolved(node: &Node) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let Response::Ok {
+            result: Reply::Tunnels(list),
+        } = node.call(&Request::TunnelList {})
+        else {
+            panic!("tunnel list failed")
+        };
+        if list.iter().all(|t| t.next_hop_mac.is_some()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "next hops unresolved after 10 s: {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn addr(p: &PortInfo) -> String {
+    p.ip.addr().to_string()
+}
+
+/// Ping, a full-MTU ping with DF, and an exact TCP transfer from `from_ns` to `to`.
+fn assert_path(lab: &Lab, from_ns: &str, to_ns: &str, to: &str, mtu: u16) {
+    lab.assert_ping(from_ns, to);
+    let payload = (mtu - 28).to_string();
+    let full = lab.ping(from_ns, to, &["-M", "do", "-s", &payload]);
+    assert!(
+        full.ok() && full.stdout.contains(" 0% packet loss"),
+        "{mtu}-byte packets with DF {from_ns} -> {to}: {}",
+        full.text()
+    );
+    let _heavy = cpu_heavy();
+    let t = lab.tcp_transfer(to_ns, to, from_ns, 8 << 20);
+    assert!(t.intact, "TCP {from_ns} -> {to} arrived intact: {t:?}");
+}
+
+/// The drop reasons counted anywhere on `node`, except the pods' own IPv6 (explained).
+fn unexplained_drops(node: &Node) -> Vec<(String, u64)> {
+    node.stats()
+        .ports
+        .iter()
+        .flat_map(|p| p.drops.iter().map(|(r, n)| (r.clone(), *n)))
+        .filter(|(r, _)| r != "ipv6_unsupported")
+        .collect()
+}
+
+fn event(node: &Node, port: &str, name: &str) -> u64 {
+    node.port_stats(port).events.get(name).copied().unwrap_or(0)
+}
+
+fn two_vswitch_nodes(kind: TunnelKind) {
+    let lab = Lab::new();
+    let ul = Underlay::new(&lab);
+    let (n1, ns1, p1) = ul.vswitch_node(1);
+    let (n2, ns2, p2) = ul.vswitch_node(2);
+    let vxlan = kind == TunnelKind::Vxlan;
+    let (m1, m2) = (vtep_mac(&n1), vtep_mac(&n2));
+    tunnel_add(&n1, "n2", kind, 2, vxlan.then_some(m2));
+    tunnel_add(&n2, "n1", kind, 1, vxlan.then_some(m1));
+    wait_resolved(&n1);
+    wait_resolved(&n2);
+
+    assert_eq!(p1.mtu, 1450, "pods leave room for VXLAN");
+    assert_path(&lab, &ns1, &ns2, &addr(&p2), p1.mtu);
+    assert_path(&lab, &ns2, &ns1, &addr(&p1), p2.mtu);
+
+    for (node, pod) in [(&n1, &p1), (&n2, &p2)] {
+        assert!(event(node, &pod.host_ifname, "tunnel_encapsulated") > 1000);
+        assert!(event(node, "eth0", "tunnel_decapsulated") > 1000);
+        assert_eq!(unexplained_drops(node), vec![], "{}", node.log());
+    }
+}
+
+#[test]
+fn two_vswitch_nodes_over_vxlan() {
+    two_vswitch_nodes(TunnelKind::Vxlan);
+}
+
+#[test]
+fn two_vswitch_nodes_over_ipip() {
+    two_vswitch_nodes(TunnelKind::Ipip);
+}
+
+/// Node 3 as flanneld builds it, peered with vswitch node 1.
+#[test]
+fn interop_with_a_kernel_flannel_node() {
+    let lab = Lab::new();
+    let ul = Underlay::new(&lab);
+    let (n1, ns1, p1) = ul.vswitch_node(1);
+    let k = ul.host("k3", 3);
+    let flannel_mac = "0e:00:00:77:03:03";
+    let sh = |args: &[&str]| lab.ip(&k, args);
+    sh(&[
+        "link",
+        "add",
+        "flannel.1",
+        "type",
+        "vxlan",
+        "id",
+        "1",
+        "dstport",
+        "8472",
+        "nolearning",
+        "local",
+        "192.168.77.3",
+        "dev",
+        "eth0",
+    ]);
+    sh(&[
+        "link",
+        "set",
+        "flannel.1",
+        "address",
+        flannel_mac,
+        "mtu",
+        "1450",
+        "up",
+    ]);
+    sh(&["addr", "add", "10.244.3.0/32", "dev", "flannel.1"]);
+    sh(&["link", "add", "cni0", "type", "bridge"]);
+    sh(&[
+        "link",
+        "set",
+        "cni0",
+        "address",
+        "0a:58:0a:f4:03:01",
+        "mtu",
+        "1450",
+        "up",
+    ]);
+    sh(&["addr", "add", "10.244.3.1/24", "dev", "cni0"]);
+    let out = lab.exec(&k, &["sysctl", "-w", "net.ipv4.ip_forward=1"]);
+    assert!(out.ok(), "{}", out.text());
+    // The kernel node's pod on cni0.
+    let kpod = lab.netns("kpod");
+    sh(&[
+        "link", "add", "veth3", "type", "veth", "peer", "name", "kp0",
+    ]);
+    sh(&["link", "set", "kp0", "netns", &kpod]);
+    sh(&[
+        "link", "set", "veth3", "master", "cni0", "mtu", "1450", "up",
+    ]);
+    lab.ip(&kpod, &["link", "set", "kp0", "name", "eth0"]);
+    lab.ip(&kpod, &["addr", "add", "10.244.3.2/24", "dev", "eth0"]);
+    lab.ip(&kpod, &["link", "set", "eth0", "mtu", "1450", "up"]);
+    lab.ip(&kpod, &["route", "add", "default", "via", "10.244.3.1"]);
+    // flanneld's per-peer entries for vswitch node 1.
+    let m1 = vtep_mac(&n1);
+    sh(&[
+        "route",
+        "add",
+        "10.244.1.0/24",
+        "via",
+        "10.244.1.0",
+        "dev",
+        "flannel.1",
+        "onlink",
+    ]);
+    sh(&[
+        "neigh",
+        "add",
+        "10.244.1.0",
+        "lladdr",
+        &m1,
+        "dev",
+        "flannel.1",
+        "nud",
+        "permanent",
+    ]);
+    let fdb = lab.exec(
+        &k,
+        &[
+            "bridge",
+            "fdb",
+            "append",
+            &m1,
+            "dev",
+            "flannel.1",
+            "dst",
+            "192.168.77.1",
+        ],
+    );
+    assert!(fdb.ok(), "{}", fdb.text());
+    // And vswitch's tunnel to it, from the data flannel publishes (VtepMAC, PublicIP, subnet).
+    tunnel_add(&n1, "k3", TunnelKind::Vxlan, 3, Some(flannel_mac.into()));
+    wait_resolved(&n1);
+
+    assert_path(&lab, &ns1, &kpod, "10.244.3.2", p1.mtu);
+    assert_path(&lab, &kpod, &ns1, &addr(&p1), 1450);
+    assert!(event(&n1, "eth0", "tunnel_decapsulated") > 1000);
+    assert_eq!(unexplained_drops(&n1), vec![], "{}", n1.log());
+}
+
+/// IPIP frames captured on the underlay decode in tshark as IPv4-in-IPv4 with the node IPs
+/// outside and the pod IPs inside.
+#[test]
+fn ipip_frames_decode_in_tshark() {
+    let lab = Lab::new();
+    let ul = Underlay::new(&lab);
+    let (n1, ns1, p1) = ul.vswitch_node(1);
+    let (n2, _ns2, p2) = ul.vswitch_node(2);
+    tunnel_add(&n1, "n2", TunnelKind::Ipip, 2, None);
+    tunnel_add(&n2, "n1", TunnelKind::Ipip, 1, None);
+    wait_resolved(&n1);
+    wait_resolved(&n2);
+    let pcap = lab.dir.join("underlay.pcap");
+    let pcap_s = pcap.display().to_string();
+    let dump = lab.spawn(
+        &ul.ns,
+        &[
+            "tcpdump",
+            "-i",
+            "u1",
+            "-U",
+            "-c",
+            "6",
+            "-w",
+            &pcap_s,
+            "ip proto 4",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    lab.assert_ping(&ns1, &addr(&p2));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::metadata(&pcap).map_or(0, |m| m.len()) < 24 + 6 * 16 && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = dump;
+    let out = lab.exec(
+        &ul.ns,
+        &[
+            "tshark",
+            "-r",
+            &pcap_s,
+            "-Y",
+            "ip.proto == 4",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "ip.dst",
+            "-e",
+            "icmp.type",
+        ],
+    );
+    assert!(out.ok(), "{}", out.text());
+    let (a1, a2) = (addr(&p1), addr(&p2));
+    let request = format!("192.168.77.1,{a1}\t192.168.77.2,{a2}\t8");
+    let reply = format!("192.168.77.2,{a2}\t192.168.77.1,{a1}\t0");
+    assert!(out.stdout.contains(&request), "{}", out.stdout);
+    assert!(out.stdout.contains(&reply), "{}", out.stdout);
+}
