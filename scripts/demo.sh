@@ -47,7 +47,9 @@ for n in 1 2; do
   sed -e "s|/run/vswitch/vswitch.sock|$DIR/node$n.sock|" -e "s|/var/lib/vswitch|$DIR/state$n|" \
       -e "s|10.244.1.0/24|10.244.$n.0/24|" -e "s|192.168.77.1|192.168.77.$n|" \
       -e "s|^name = \"node1\"|name = \"node$n\"|" config.toml > "$DIR/node$n.toml"
-  in_ns "$P-node$n" "$BIN/vswitchd" --config "$DIR/node$n.toml" 2> "$DIR/node$n.log" &
+  # `ip netns exec` execs vswitchd, so $! is the daemon itself (a backgrounded shell function
+  # would be a subshell, and killing it would orphan the daemon).
+  ip netns exec "$P-node$n" "$BIN/vswitchd" --config "$DIR/node$n.toml" 2> "$DIR/node$n.log" &
   DAEMONS+=($!)
   for _ in $(seq 50); do ctl "$n" node >/dev/null 2>&1 && break; sleep 0.2; done
   ctl "$n" node

@@ -94,6 +94,9 @@ pub struct NodeConfig {
     pub mtu: u16,
     /// Tunnels allowed (and so the pod MTU).
     pub encapsulation: Encapsulation,
+    /// Whether the outer UDP checksum of VXLAN packets is computed (else 0, which receivers
+    /// accept for IPv4).
+    pub vxlan_udp_checksum: bool,
 }
 
 /// `[datapath]`.
@@ -162,6 +165,8 @@ struct RawNode {
     mtu: Spanned<u16>,
     #[serde(default = "default_encapsulation")]
     encapsulation: Encapsulation,
+    #[serde(default = "default_true")]
+    vxlan_udp_checksum: bool,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +199,9 @@ struct RawControl {
 
 fn default_mtu() -> Spanned<u16> {
     Spanned::new(0..0, 1500)
+}
+fn default_true() -> bool {
+    true
 }
 fn default_encapsulation() -> Encapsulation {
     Encapsulation::Vxlan
@@ -350,6 +358,7 @@ impl Config {
                 uplink: node.uplink.filter(|u| !u.is_empty()),
                 mtu,
                 encapsulation: node.encapsulation,
+                vxlan_udp_checksum: node.vxlan_udp_checksum,
             },
             datapath: DatapathConfig {
                 workers,

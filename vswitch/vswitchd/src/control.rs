@@ -33,6 +33,7 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct ControlServer {
     path: PathBuf,
+    listener_fd: std::os::fd::RawFd,
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -58,6 +59,7 @@ impl ControlServer {
             .map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| format!("cannot set mode 0600 on {}: {e}", path.display()))?;
+        let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stopping);
         let thread = std::thread::Builder::new()
@@ -66,15 +68,18 @@ impl ControlServer {
             .map_err(|e| format!("cannot start the control thread: {e}"))?;
         Ok(ControlServer {
             path: path.to_path_buf(),
+            listener_fd,
             stopping,
             thread: Some(thread),
         })
     }
 
-    /// Stops accepting, removes the socket file.
+    /// Stops accepting, removes the socket file. Works even when the socket file is gone.
     pub fn stop(mut self) {
         self.stopping.store(true, Ordering::SeqCst);
-        let _ = UnixStream::connect(&self.path); // wake the accept loop
+        // Wakes the blocked accept(2) (it then fails with EINVAL) without needing the path.
+        // SAFETY: the listener is owned by the accept thread, alive until we join it below.
+        unsafe { libc::shutdown(self.listener_fd, libc::SHUT_RDWR) };
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -288,6 +293,20 @@ mod tests {
     #[test]
     fn socket_is_private_and_refuses_a_second_daemon() {
         let path = std::env::temp_dir().join(format!("vswitchd-ctl-{}.sock", std::process::id()));
+        let server = ControlServer::start(&path, Arc::new(Echo)).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Stopping must not depend on the socket file (an operator may have removed it).
+        std::fs::remove_file(&path).unwrap();
+        let stopped = std::thread::spawn(move || server.stop());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !stopped.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stop hung without the socket file"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let server = ControlServer::start(&path, Arc::new(Echo)).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

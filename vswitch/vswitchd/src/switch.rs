@@ -179,7 +179,7 @@ impl Switch {
             cluster_cidr: self.config.node.cluster_cidr,
             node_ip: Some(self.config.node.node_ip),
             vtep_mac: state.vtep_mac,
-            vxlan_udp_checksum: true,
+            vxlan_udp_checksum: self.config.node.vxlan_udp_checksum,
         }
     }
 

@@ -158,6 +158,14 @@ fn two_vswitch_nodes(kind: TunnelKind) {
     assert_eq!(p1.mtu, 1450, "pods leave room for VXLAN");
     assert_path(&lab, &ns1, &ns2, &addr(&p2), p1.mtu);
     assert_path(&lab, &ns2, &ns1, &addr(&p1), p2.mtu);
+    {
+        let _heavy = cpu_heavy();
+        let perf = lab.iperf(&ns2, &addr(&p2), &ns1);
+        assert!(
+            perf.received > 0 && perf.received <= perf.sent,
+            "iperf3 across the tunnel: {perf:?}"
+        );
+    }
 
     for (node, pod) in [(&n1, &p1), (&n2, &p2)] {
         assert!(event(node, &pod.host_ifname, "tunnel_encapsulated") > 1000);
