@@ -12,6 +12,7 @@ PACKAGES=(
   python3-scapy   # tests/pcap/gen_cases.py crafts the conformance pcaps
   tshark          # decoding captures in tests
   tcpdump         # capturing on test underlays
+  containernetworking-plugins  # reference CNI plugins (bridge, host-local) in /usr/lib/cni
 )
 
 step() { printf '\n==> %s\n' "$*"; }

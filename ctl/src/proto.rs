@@ -46,6 +46,103 @@ pub enum Request {
     },
     /// Every tunnel.
     TunnelList {},
+    /// Verify a pod attachment (mirrors CNI CHECK): the pod's interface exists, is up and has
+    /// its MAC, address and default route via the gateway, and the host end is attached.
+    /// Answered with the attachment, or `not_found` / `mismatch`.
+    PortCheck {
+        /// Container id.
+        id: String,
+        /// Interface name inside the pod.
+        #[serde(default = "default_ifname")]
+        ifname: String,
+    },
+    /// Detach every pod whose (id, ifname) is not in `valid` (mirrors CNI GC); answered with
+    /// the attachments it removed.
+    Gc {
+        /// The attachments to keep.
+        valid: Vec<Attachment>,
+    },
+    /// The FDB: static entries (pod MACs) and entries learned on the host port.
+    FdbShow {},
+    /// The IPv4 route table the switch routes with.
+    RouteShow {},
+    /// Copies of up to `count` frames received or transmitted on a port, within `timeout_ms`.
+    Capture {
+        /// Port name (as in `stats`).
+        port: String,
+        /// Most frames to capture (1..=10000).
+        count: usize,
+        /// How long to wait for them, in milliseconds (default 10000).
+        #[serde(default = "default_capture_timeout")]
+        timeout_ms: u64,
+    },
+    /// What the pipeline would do with a frame received on a port (nothing is sent).
+    Trace {
+        /// Port name (as in `stats`).
+        port: String,
+        /// The frame: hex bytes, or a description like `icmp 10.244.1.2 > 10.244.1.3 ttl 5`
+        /// (`icmp|udp|tcp|arp SRC > DST [ttl N] [len N] [dst-mac MAC]`; the frame comes from
+        /// the port's MAC to the gateway MAC unless `dst-mac` is given).
+        frame: String,
+    },
+}
+
+fn default_capture_timeout() -> u64 {
+    10_000
+}
+
+/// One FDB entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbEntry {
+    /// MAC address.
+    pub mac: String,
+    /// Port slot.
+    pub port: u16,
+    /// Port name.
+    pub port_name: String,
+    /// `static` (a pod's MAC) or `learned`.
+    pub kind: String,
+    /// Seconds since a learned entry was last refreshed.
+    pub age_secs: Option<u64>,
+}
+
+/// One route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteEntry {
+    /// Destination prefix.
+    pub prefix: Ipv4Net,
+    /// Where it goes, for people (`pod vswab12 (port 3)`, `tunnel node2`, `host port`, ...).
+    pub next_hop: String,
+}
+
+/// One step of a trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStep {
+    /// Stage name.
+    pub stage: String,
+    /// The decision after the stage.
+    pub verdict: String,
+}
+
+/// A trace's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trace {
+    /// The stages in order.
+    pub steps: Vec<TraceStep>,
+    /// The frame as it would leave (hex), when it would be sent.
+    pub output: Option<String>,
+    /// The port it would leave on.
+    pub output_port: Option<String>,
+}
+
+/// One pod attachment's key: the container id and the interface inside the pod.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    /// Container id.
+    pub id: String,
+    /// Interface name inside the pod.
+    pub ifname: String,
 }
 
 /// The encapsulation of a tunnel.
@@ -227,6 +324,8 @@ pub enum ErrorCode {
     Exhausted,
     /// The daemon failed to carry the request out (netlink, AF_XDP, state file).
     Internal,
+    /// A pod's plumbing is not as it was set up (`port_check`: interface, address or route).
+    Mismatch,
 }
 
 /// The daemon's answer.
@@ -263,6 +362,14 @@ pub enum Reply {
     Node(NodeInfo),
     /// `tunnel list`, and `tunnel add` (the one tunnel).
     Tunnels(Vec<TunnelInfo>),
+    /// `fdb show`.
+    Fdb(Vec<FdbEntry>),
+    /// `route show`.
+    Routes(Vec<RouteEntry>),
+    /// `capture`: the frames, hex.
+    Frames(Vec<String>),
+    /// `trace`.
+    Trace(Trace),
 }
 
 impl Response {
@@ -298,6 +405,34 @@ mod tests {
                 id: "c1".into(),
                 ifname: "eth0".into()
             }
+        );
+    }
+
+    #[test]
+    fn check_and_gc_requests_have_their_wire_form() {
+        let check: Request = serde_json::from_str(r#"{"verb":"port_check","id":"c1"}"#).unwrap();
+        assert_eq!(
+            check,
+            Request::PortCheck {
+                id: "c1".into(),
+                ifname: "eth0".into()
+            }
+        );
+        let gc = Request::Gc {
+            valid: vec![Attachment {
+                id: "c1".into(),
+                ifname: "eth0".into(),
+            }],
+        };
+        let line = serde_json::to_string(&gc).unwrap();
+        assert_eq!(
+            line,
+            r#"{"verb":"gc","valid":[{"id":"c1","ifname":"eth0"}]}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), gc);
+        assert_eq!(
+            serde_json::to_string(&ErrorCode::Mismatch).unwrap(),
+            r#""mismatch""#
         );
     }
 

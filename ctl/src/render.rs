@@ -281,16 +281,27 @@ pub fn removed(id: &str, ifname: &str, removed: bool) -> String {
     }
 }
 
-/// A pod attachment as a CNI 1.0.0 result: the host veth (interface 0; its MAC is not known to
-/// the client, so it is omitted), the pod interface (interface 1, in the sandbox), the pod
-/// address with its gateway, a default route via the gateway, and empty DNS.
+/// A pod attachment as a CNI 1.0.0 result: the host veth (interface 0, no sandbox; its MAC is
+/// omitted when the daemon does not know it), the pod interface (interface 1, in the sandbox),
+/// the pod address with its gateway, a default route via the gateway, and empty DNS.
 pub fn cni_result(p: &PortInfo) -> Value {
+    cni_result_version(p, CNI_VERSION)
+}
+
+/// [`cni_result`] for CNI spec `version` (1.0.0 or 1.1.0, whose results have the same shape):
+/// from 1.1.0 on the pod interface also carries its `mtu` (a field 1.0.0 does not have).
+pub fn cni_result_version(p: &PortInfo, version: &str) -> Value {
+    let mut host = json!({ "name": p.host_ifname });
+    if !p.host_mac.is_empty() {
+        host["mac"] = json!(p.host_mac);
+    }
+    let mut pod = json!({ "name": p.ifname, "mac": p.mac, "sandbox": p.netns });
+    if version != CNI_VERSION {
+        pod["mtu"] = json!(p.mtu);
+    }
     json!({
-        "cniVersion": CNI_VERSION,
-        "interfaces": [
-            { "name": p.host_ifname, "mac": p.host_mac },
-            { "name": p.ifname, "mac": p.mac, "sandbox": p.netns },
-        ],
+        "cniVersion": version,
+        "interfaces": [host, pod],
         "ips": [
             { "address": p.ip.to_string(), "gateway": p.gateway.to_string(), "interface": 1 },
         ],
@@ -299,6 +310,80 @@ pub fn cni_result(p: &PortInfo) -> Value {
         ],
         "dns": {},
     })
+}
+
+/// `fdb show` for people.
+pub fn fdb_table(entries: &[crate::proto::FdbEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.mac.clone(),
+                e.port.to_string(),
+                e.port_name.clone(),
+                e.kind.clone(),
+                e.age_secs.map_or_else(|| "-".into(), |a| a.to_string()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            ("MAC", Align::Left),
+            ("PORT", Align::Right),
+            ("NAME", Align::Left),
+            ("KIND", Align::Left),
+            ("AGE S", Align::Right),
+        ],
+        &rows,
+    )
+}
+
+/// `route show` for people.
+pub fn route_table(routes: &[crate::proto::RouteEntry]) -> String {
+    let rows: Vec<Vec<String>> = routes
+        .iter()
+        .map(|r| vec![r.prefix.to_string(), r.next_hop.clone()])
+        .collect();
+    table(&[("PREFIX", Align::Left), ("NEXT HOP", Align::Left)], &rows)
+}
+
+/// `trace` for people: one line per stage, then the outcome.
+pub fn trace(t: &crate::proto::Trace) -> String {
+    let width = t.steps.iter().map(|s| s.stage.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for s in &t.steps {
+        out.push_str(&format!("{:<width$}  {}\n", s.stage, s.verdict));
+    }
+    match (&t.output_port, &t.output) {
+        (Some(port), Some(frame)) => out.push_str(&format!("=> sent on {port}: {frame}\n")),
+        _ => out.push_str("=> not sent\n"),
+    }
+    out
+}
+
+/// Writes hex-encoded Ethernet frames as a pcap file (timestamps 1 µs apart from now).
+pub fn write_pcap(path: &std::path::Path, frames: &[String]) -> std::io::Result<()> {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let header = PcapHeader {
+        datalink: pcap_file::DataLink::ETHERNET,
+        ..PcapHeader::default()
+    };
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut w = PcapWriter::with_header(file, header).map_err(|e| invalid(e.to_string()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    for (i, hex) in frames.iter().enumerate() {
+        let bytes: Vec<u8> = (0..hex.len() / 2)
+            .map(|j| u8::from_str_radix(&hex[2 * j..2 * j + 2], 16))
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(e.to_string()))?;
+        let ts = now + std::time::Duration::from_micros(i as u64);
+        w.write_packet(&PcapPacket::new(ts, bytes.len() as u32, &bytes))
+            .map_err(|e| invalid(e.to_string()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -481,5 +566,17 @@ mod tests {
                 "dns": {}
             })
         );
+    }
+
+    #[test]
+    fn a_1_1_0_result_adds_the_mtu_and_an_unknown_host_mac_is_omitted() {
+        let mut p = port("c1", "vsw1", 3, "10.244.1.5/24", "/run/netns/p");
+        p.host_mac = String::new();
+        let v = cni_result_version(&p, "1.1.0");
+        assert_eq!(v["cniVersion"], "1.1.0");
+        assert_eq!(v["interfaces"][0], json!({"name": "vsw1"}));
+        assert_eq!(v["interfaces"][1]["mtu"], 1450);
+        assert_eq!(v["interfaces"][1]["sandbox"], "/run/netns/p");
+        assert!(cni_result(&p)["interfaces"][1].get("mtu").is_none());
     }
 }

@@ -81,6 +81,51 @@ enum Command {
                       vswitchctl tunnel list\n  vswitchctl tunnel del --name node2"
     )]
     Tunnel(TunnelCommand),
+    /// Show the FDB: pod MACs (static) and MACs learned on the host port.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  vswitchctl fdb show\n  vswitchctl --json fdb show"
+    )]
+    Fdb(ShowCommand),
+    /// Show the IPv4 routes the switch routes with.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  vswitchctl route show\n  vswitchctl --json route show"
+    )]
+    Route(ShowCommand),
+    /// Capture frames a port receives and transmits into a pcap file (tcpdump -r reads it).
+    #[command(
+        after_help = "Examples:\n  vswitchctl capture --port vsw0-sw --count 20 -w /tmp/host.pcap\n  \
+                            vswitchctl capture --port eth0 -w uplink.pcap && tcpdump -r uplink.pcap -nn"
+    )]
+    Capture {
+        /// Port name, as in `vswitchctl stats`.
+        #[arg(long)]
+        port: String,
+        /// Frames to capture (1..=10000).
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        /// Seconds to wait for them.
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+        /// The pcap file to write.
+        #[arg(short = 'w', long = "write", value_name = "FILE")]
+        write: std::path::PathBuf,
+    },
+    /// Show what the pipeline would do with a frame received on a port, stage by stage.
+    #[command(
+        after_help = "Examples:\n  vswitchctl trace --port vswab12cd34ef5 icmp 10.244.1.2 '>' 10.244.1.3\n  \
+                            vswitchctl trace --port vswab12cd34ef5 udp 10.244.1.2 '>' 10.244.2.7 len 1500\n  \
+                            vswitchctl trace --port vsw0-sw 0a580af40101....   # hex bytes of a frame"
+    )]
+    Trace {
+        /// Port name, as in `vswitchctl stats`.
+        #[arg(long)]
+        port: String,
+        /// The frame: hex bytes, or `icmp|udp|tcp|arp SRC > DST [ttl N] [len N] [dst-mac MAC]`.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        frame: Vec<String>,
+    },
     /// Show packet, drop and event counters per port and per worker.
     #[command(
         after_help = "Examples:\n  vswitchctl stats\n  vswitchctl --json stats | jq '.ports[] | select(.drops != [])'"
@@ -127,6 +172,13 @@ enum PortCommand {
         after_help = "Examples:\n  vswitchctl port list\n  vswitchctl --json port list | jq -r '.[].ip'"
     )]
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ShowCommand {
+    /// Show the table.
+    #[command(after_help = "Examples:\n  vswitchctl fdb show\n  vswitchctl --json route show")]
+    Show,
 }
 
 #[derive(Debug, Subcommand)]
@@ -388,6 +440,52 @@ fn run(cli: &Cli) -> Result<String, Failure> {
             Reply::Tunnels(list) => Ok(render::tunnel_table(&list)),
             other => Err(unexpected(&other)),
         },
+        Command::Fdb(ShowCommand::Show) => match ask(cli, &Request::FdbShow {})? {
+            Reply::Fdb(entries) if cli.json => pretty(&entries),
+            Reply::Fdb(entries) => Ok(render::fdb_table(&entries)),
+            other => Err(unexpected(&other)),
+        },
+        Command::Route(ShowCommand::Show) => match ask(cli, &Request::RouteShow {})? {
+            Reply::Routes(routes) if cli.json => pretty(&routes),
+            Reply::Routes(routes) => Ok(render::route_table(&routes)),
+            other => Err(unexpected(&other)),
+        },
+        Command::Capture {
+            port,
+            count,
+            wait,
+            write,
+        } => {
+            let request = Request::Capture {
+                port: port.clone(),
+                count: *count,
+                timeout_ms: wait.saturating_mul(1000),
+            };
+            match ask(cli, &request)? {
+                Reply::Frames(frames) => {
+                    let n = frames.len();
+                    render::write_pcap(write, &frames).map_err(|e| {
+                        Failure::new(EXIT_FAILED, format!("writing {}: {e}", write.display()))
+                    })?;
+                    Ok(format!(
+                        "captured {n} frame(s) on {port} into {}\n",
+                        write.display()
+                    ))
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Trace { port, frame } => {
+            let request = Request::Trace {
+                port: port.clone(),
+                frame: frame.join(" "),
+            };
+            match ask(cli, &request)? {
+                Reply::Trace(t) if cli.json => pretty(&t),
+                Reply::Trace(t) => Ok(render::trace(&t)),
+                other => Err(unexpected(&other)),
+            }
+        }
         Command::Stats => match ask(cli, &Request::Stats {})? {
             Reply::Stats(s) if cli.json => pretty(&s),
             Reply::Stats(s) => Ok(render::stats(&s)),

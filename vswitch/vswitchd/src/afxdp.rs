@@ -26,8 +26,9 @@ use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, 
 
 /// Entries in every ring (fill, completion, RX, TX).
 pub const RING_SIZE: u32 = 2048;
-/// Fewest frames a port keeps in its fill ring (an idle port shrinks to this).
-pub const FILL_MIN: u32 = 64;
+/// Fewest frames a port keeps in its fill ring (an idle port shrinks to this): four bursts, so
+/// a TCP flow starting on an idle port does not find the ring empty before it grows.
+pub const FILL_MIN: u32 = 256;
 /// Most frames a port keeps in its fill ring (a busy port grows to this).
 pub const FILL_MAX: u32 = 1024;
 /// Empty receive rounds after which an idle port halves its fill target.
@@ -193,6 +194,33 @@ impl Backend for XskBackend {
     }
 }
 
+/// The kernel's drop counters of the AF_XDP socket `fd` (XDP_STATISTICS), by name: frames the
+/// kernel could not hand to the switch (RX ring full, fill ring empty, invalid descriptors).
+/// Read on the control path; `None` if the socket does not answer.
+pub fn kernel_drops(fd: RawFd) -> Option<[(&'static str, u64); 5]> {
+    const SOL_XDP: libc::c_int = 283;
+    const XDP_STATISTICS: libc::c_int = 7;
+    let mut st = xdpilone::xdp::XdpStatisticsV2::default();
+    let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+    // SAFETY: `st` is a repr(C) xdp_statistics of `len` bytes, valid for writes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_XDP,
+            XDP_STATISTICS,
+            (&mut st as *mut xdpilone::xdp::XdpStatisticsV2).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some([
+        ("xsk_rx_dropped", st.rx_dropped),
+        ("xsk_rx_ring_full", st.rx_ring_full),
+        ("xsk_fill_ring_empty", st.rx_fill_ring_empty_descs),
+        ("xsk_rx_invalid", st.rx_invalid_descs),
+        ("xsk_tx_invalid", st.tx_invalid_descs),
+    ])
+}
+
 /// One AF_XDP socket: a switch port.
 pub struct XskPort {
     slot: u16,
@@ -227,9 +255,11 @@ impl XskPort {
         done.release();
     }
 
-    /// Adapts the fill target to a burst of `received` frames out of `asked`.
+    /// Adapts the fill target to a burst of `received` frames out of `asked`: a full burst, or
+    /// one that took half the target, doubles it.
     fn adapt_fill_target(&mut self, received: usize, asked: usize) {
-        if received == asked && received > 0 {
+        let heavy = received > 0 && (received == asked || received as u32 >= self.fill_target / 2);
+        if heavy {
             self.fill_target = (self.fill_target * 2).min(FILL_MAX);
             self.idle_rounds = 0;
         } else if received == 0 {

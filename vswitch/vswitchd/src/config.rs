@@ -219,7 +219,7 @@ fn default_xdp_mode() -> XdpMode {
     XdpMode::Native
 }
 fn default_frames() -> Spanned<usize> {
-    Spanned::new(0..0, 4096)
+    Spanned::new(0..0, 16384)
 }
 fn default_host_port() -> Spanned<String> {
     Spanned::new(0..0, "vsw0".into())

@@ -11,5 +11,6 @@ pub mod netlink;
 pub mod node;
 pub mod state;
 pub mod switch;
+pub mod trace;
 pub mod worker;
 pub mod xdp;

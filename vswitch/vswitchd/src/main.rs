@@ -97,6 +97,7 @@ fn run(config: Config) -> Result<(), String> {
     let plumbing = NodePlumbing {
         worker: Arc::clone(&worker),
         xdp: Arc::clone(&xdp),
+        sockets: Arc::default(),
     };
     let mut fixed = Vec::new();
 
@@ -127,6 +128,7 @@ fn run(config: Config) -> Result<(), String> {
             ifname: uplink.clone(),
             ifindex,
         })?;
+        plumbing.record_socket(UPLINK_SLOT, fd);
         xdp.lock().expect("xdp lock").attach_uplink(
             ifindex,
             fd,

@@ -24,6 +24,8 @@ pub struct NodePlumbing {
     pub worker: Arc<WorkerHandle>,
     /// Our XDP programs.
     pub xdp: Arc<Mutex<XdpPrograms>>,
+    /// The socket of every attached port, by slot (for the kernel's drop counters).
+    pub sockets: Arc<Mutex<std::collections::BTreeMap<u16, std::os::fd::RawFd>>>,
 }
 
 impl NodePlumbing {
@@ -44,7 +46,13 @@ impl NodePlumbing {
             let _ = self.worker.detach(id);
             return Err(e);
         }
+        self.record_socket(id, fd);
         Ok(())
+    }
+
+    /// Records the socket of port `id` (for the kernel's drop counters).
+    pub fn record_socket(&self, id: PortId, fd: std::os::fd::RawFd) {
+        self.sockets.lock().expect("sockets lock").insert(id.0, fd);
     }
 
     /// Stops steering `ifindex` and closes port `id`'s socket.
@@ -55,6 +63,7 @@ impl NodePlumbing {
                 .expect("xdp lock")
                 .detach_port(ifindex, id.0)?;
         }
+        self.sockets.lock().expect("sockets lock").remove(&id.0);
         let reclaimed = self.worker.detach(id)?;
         tracing::debug!(port = id.0, reclaimed, "port closed");
         Ok(())
@@ -91,6 +100,23 @@ impl PodPlumbing for NodePlumbing {
             .ok_or_else(|| format!("its host interface {} is gone", pod.host_ifname))?;
         self.attach_interface(PortId(pod.slot), &pod.host_ifname, ifindex)?;
         Ok(MacAddr(mac))
+    }
+
+    fn learned_fdb(&self) -> Result<Vec<crate::worker::LearnedEntry>, String> {
+        self.worker.learned_fdb()
+    }
+
+    fn capture(&self, tap: crate::worker::Tap) -> Result<(), String> {
+        self.worker.capture(tap)
+    }
+
+    fn kernel_drops(&self, slot: u16) -> Vec<(&'static str, u64)> {
+        let sockets = self.sockets.lock().expect("sockets lock");
+        sockets
+            .get(&slot)
+            .and_then(|fd| crate::afxdp::kernel_drops(*fd))
+            .map(|d| d.into_iter().filter(|(_, n)| *n > 0).collect())
+            .unwrap_or_default()
     }
 
     fn detach(&mut self, pod: &PodRecord) -> Result<(), String> {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use vswitch::mac::MacAddr;
 use vswitch::stats::{PortStats, WorkerStats};
 use vswitch::tables::{
-    PortId, PortInfo, PortKind, SwitchConfig, TableHandle, Tables, TunnelEntry, MAX_PORTS,
+    NextHop, PortId, PortInfo, PortKind, SwitchConfig, TableHandle, Tables, TunnelEntry, MAX_PORTS,
 };
 
 /// The first slot pods get (0: host port, 1: uplink).
@@ -37,6 +37,19 @@ pub trait PodPlumbing: Send {
     fn reattach(&mut self, pod: &PodRecord) -> Result<MacAddr, String>;
     /// Detaches the port and deletes the veth (both idempotent).
     fn detach(&mut self, pod: &PodRecord) -> Result<(), String>;
+    /// Frames the kernel dropped before the switch saw them, for port `slot` (AF_XDP ring
+    /// full, fill ring empty, ...), by counter name; only the non-zero ones.
+    fn kernel_drops(&self, _slot: u16) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+    /// The workers' learned FDB entries.
+    fn learned_fdb(&self) -> Result<Vec<crate::worker::LearnedEntry>, String> {
+        Ok(Vec::new())
+    }
+    /// Starts a packet capture on a port.
+    fn capture(&self, _tap: crate::worker::Tap) -> Result<(), String> {
+        Err("this switch cannot capture".into())
+    }
 }
 
 struct Inner {
@@ -473,6 +486,7 @@ impl Switch {
     }
 
     fn stats(&self) -> Response {
+        let inner = self.inner.lock().expect("switch lock");
         let tables = self.tables.load();
         let ports = tables
             .ports()
@@ -481,6 +495,11 @@ impl Switch {
                 for (w, _) in &self.workers {
                     total.merge(&w.snapshot(p.id));
                 }
+                let kernel = PortStats {
+                    drops: inner.plumbing.kernel_drops(p.id.0),
+                    ..PortStats::default()
+                };
+                total.merge(&kernel);
                 proto::PortCounters {
                     name: p.name.clone(),
                     port: p.id.0,
@@ -539,6 +558,122 @@ impl Switch {
             vxlan_port: vtep::vxlan::FLANNEL_UDP_PORT,
         }))
     }
+
+    /// `port_check` (CNI CHECK): the recorded attachment, verified against the kernel: the host
+    /// end exists with the MAC the switch knows and is attached; the pod interface exists, is
+    /// up, has its MAC, its address and a default route via the gateway. `not_found` for an
+    /// unknown attachment, `mismatch` naming the first difference otherwise.
+    fn port_check(&self, id: &str, ifname: &str) -> Response {
+        let (pod, host_mac) = {
+            let inner = self.inner.lock().expect("switch lock");
+            let Some(pod) = inner.state.pod(id, ifname).cloned() else {
+                return error(
+                    ErrorCode::NotFound,
+                    format!("{id}/{ifname} is not attached"),
+                );
+            };
+            let host_mac = inner.host_macs.get(&pod.slot).copied();
+            (pod, host_mac)
+        };
+        let Some(host_mac) = host_mac else {
+            return error(
+                ErrorCode::Mismatch,
+                format!(
+                    "{id}/{ifname}: host interface {} is not attached to the switch (it was \
+                     missing when vswitchd started); delete the pod's attachment and add it again",
+                    pod.host_ifname
+                ),
+            );
+        };
+        match crate::netlink::link_info(&pod.host_ifname) {
+            Ok(Some((_, mac))) if mac == host_mac.0 => {}
+            Ok(Some((_, mac))) => {
+                return error(
+                    ErrorCode::Mismatch,
+                    format!(
+                        "{id}/{ifname}: host interface {} has MAC {}, the port has {host_mac}",
+                        pod.host_ifname,
+                        MacAddr(mac)
+                    ),
+                )
+            }
+            Ok(None) => {
+                return error(
+                    ErrorCode::Mismatch,
+                    format!(
+                        "{id}/{ifname}: host interface {} does not exist",
+                        pod.host_ifname
+                    ),
+                )
+            }
+            Err(e) => return error(ErrorCode::Internal, e.to_string()),
+        }
+        let checked = crate::netlink::check_pod_link(
+            std::path::Path::new(&pod.netns),
+            &pod.ifname,
+            pod.mac.0,
+            pod.ip,
+            self.config.gateway_ip(),
+        );
+        match checked {
+            Ok(()) => ok(Reply::Port(self.port_info(&pod, Some(host_mac)))),
+            Err(e) => {
+                let code = match e {
+                    crate::netlink::NetlinkError::Mismatch { .. }
+                    | crate::netlink::NetlinkError::Netns { .. } => ErrorCode::Mismatch,
+                    _ => ErrorCode::Internal,
+                };
+                error(code, format!("{id}/{ifname}: {e}"))
+            }
+        }
+    }
+
+    /// `gc` (CNI GC): detaches every pod whose (id, ifname) is not in `valid`, continuing past
+    /// failures; answers with the attachments removed, or an error naming every failure.
+    fn gc(&self, valid: &[proto::Attachment]) -> Response {
+        let keep: std::collections::BTreeSet<(&str, &str)> = valid
+            .iter()
+            .map(|a| (a.id.as_str(), a.ifname.as_str()))
+            .collect();
+        let stale: Vec<proto::PortInfo> = {
+            let inner = self.inner.lock().expect("switch lock");
+            inner
+                .state
+                .pods
+                .iter()
+                .filter(|p| !keep.contains(&(p.id.as_str(), p.ifname.as_str())))
+                .map(|p| self.port_info(p, inner.host_macs.get(&p.slot).copied()))
+                .collect()
+        };
+        let mut removed = Vec::new();
+        let mut failed = Vec::new();
+        for p in stale {
+            match self.port_del(&p.id, &p.ifname) {
+                Response::Ok {
+                    result: Reply::Removed(true),
+                } => {
+                    tracing::info!(id = %p.id, ifname = %p.ifname, "gc: removed a stale attachment");
+                    removed.push(p);
+                }
+                Response::Ok { .. } => {}
+                Response::Error { message, .. } => {
+                    failed.push(format!("{}/{}: {message}", p.id, p.ifname))
+                }
+            }
+        }
+        if failed.is_empty() {
+            ok(Reply::Ports(removed))
+        } else {
+            error(
+                ErrorCode::Internal,
+                format!(
+                    "gc removed {} stale attachment(s) but failed for {}",
+                    removed.len(),
+                    failed.join("; ")
+                ),
+            )
+        }
+    }
 }
 
 fn ok(result: Reply) -> Response {
@@ -559,6 +694,139 @@ impl Handler for Switch {
                 let inner = self.inner.lock().expect("switch lock");
                 ok(Reply::Tunnels(self.tunnel_infos(&inner)))
             }
+            Request::PortCheck { id, ifname } => self.port_check(&id, &ifname),
+            Request::Gc { valid } => self.gc(&valid),
+            Request::FdbShow {} => self.fdb_show(),
+            Request::RouteShow {} => self.route_show(),
+            Request::Capture {
+                port,
+                count,
+                timeout_ms,
+            } => self.capture(&port, count, timeout_ms),
+            Request::Trace { port, frame } => self.trace(&port, &frame),
+        }
+    }
+}
+
+impl Switch {
+    fn fdb_show(&self) -> Response {
+        let tables = self.tables.load();
+        let name = |id: PortId| {
+            tables
+                .port(id)
+                .map_or_else(|| format!("port {}", id.0), |p| p.name.clone())
+        };
+        let mut entries: Vec<proto::FdbEntry> = tables
+            .fdb_static_entries()
+            .map(|(mac, port)| proto::FdbEntry {
+                mac: mac.to_string(),
+                port: port.0,
+                port_name: name(port),
+                kind: "static".into(),
+                age_secs: None,
+            })
+            .collect();
+        let learned = self
+            .inner
+            .lock()
+            .expect("switch lock")
+            .plumbing
+            .learned_fdb();
+        match learned {
+            Ok(learned) => entries.extend(learned.into_iter().map(|e| proto::FdbEntry {
+                mac: e.mac.to_string(),
+                port: e.port.0,
+                port_name: name(e.port),
+                kind: "learned".into(),
+                age_secs: Some(e.age_ns / 1_000_000_000),
+            })),
+            Err(e) => return error(ErrorCode::Internal, e),
+        }
+        entries.sort_by(|a, b| (a.port, &a.mac).cmp(&(b.port, &b.mac)));
+        ok(Reply::Fdb(entries))
+    }
+
+    fn route_show(&self) -> Response {
+        let tables = self.tables.load();
+        let name = |id: PortId| {
+            tables
+                .port(id)
+                .map_or_else(|| format!("port {}", id.0), |p| p.name.clone())
+        };
+        let routes = tables
+            .routes
+            .entries()
+            .into_iter()
+            .map(|(prefix, hop)| proto::RouteEntry {
+                prefix,
+                next_hop: match hop {
+                    NextHop::Gateway => "the switch (gateway address)".into(),
+                    NextHop::Pod(id) => format!("pod port {} (slot {})", name(id), id.0),
+                    NextHop::Host(id) => format!("host port {}", name(id)),
+                    NextHop::Tunnel(id) => tables.routes.tunnels.get(id).map_or_else(
+                        || "tunnel".into(),
+                        |t| format!("tunnel {} ({} to {})", t.name, t.kind, t.remote),
+                    ),
+                    NextHop::Unreachable => "unreachable (no such pod)".into(),
+                },
+            })
+            .collect();
+        ok(Reply::Routes(routes))
+    }
+
+    fn capture(&self, port: &str, count: usize, timeout_ms: u64) -> Response {
+        if !(1..=10_000).contains(&count) {
+            return error(ErrorCode::BadRequest, "--count must be 1..=10000");
+        }
+        let tables = self.tables.load();
+        let Some(info) = tables.port_by_name(port) else {
+            return error(
+                ErrorCode::NotFound,
+                format!("no port {port:?} (see `vswitchctl stats` for port names)"),
+            );
+        };
+        let (sink, frames) = crossbeam_channel::bounded(count);
+        let tap = crate::worker::Tap {
+            port: info.id,
+            count,
+            sink,
+        };
+        if let Err(e) = self
+            .inner
+            .lock()
+            .expect("switch lock")
+            .plumbing
+            .capture(tap)
+        {
+            return error(ErrorCode::Internal, e);
+        }
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.min(600_000));
+        let mut out = Vec::with_capacity(count);
+        while out.len() < count {
+            match frames.recv_deadline(deadline) {
+                Ok(f) => out.push(f.iter().map(|b| format!("{b:02x}")).collect()),
+                Err(_) => break,
+            }
+        }
+        ok(Reply::Frames(out))
+    }
+
+    fn trace(&self, port: &str, frame: &str) -> Response {
+        let tables = self.tables.load();
+        let Some(info) = tables.port_by_name(port) else {
+            return error(
+                ErrorCode::NotFound,
+                format!("no port {port:?} (see `vswitchctl stats` for port names)"),
+            );
+        };
+        let frame = match crate::trace::frame_from(frame, info, self.config.gateway_mac()) {
+            Ok(f) => f,
+            Err(e) => return error(ErrorCode::BadRequest, e),
+        };
+        match crate::trace::trace(&tables, info, &frame) {
+            Ok(t) => ok(Reply::Trace(t)),
+            Err(e) => error(ErrorCode::BadRequest, e),
         }
     }
 }
@@ -829,6 +1097,69 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn gc_keeps_the_valid_attachments_and_check_knows_only_attached_pods() {
+        let f = Fixture::new("gc");
+        let s = f.switch();
+        for id in ["c1", "c2", "c3"] {
+            port(f.add(&s, id, None));
+        }
+        let r = s.handle(Request::PortCheck {
+            id: "nope".into(),
+            ifname: "eth0".into(),
+        });
+        assert!(
+            matches!(
+                r,
+                Response::Error {
+                    code: ErrorCode::NotFound,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        let keep = |ids: &[&str]| Request::Gc {
+            valid: ids
+                .iter()
+                .map(|id| proto::Attachment {
+                    id: (*id).into(),
+                    ifname: "eth0".into(),
+                })
+                .chain(std::iter::once(proto::Attachment {
+                    id: "c1".into(),
+                    ifname: "eth1".into(),
+                }))
+                .collect(),
+        };
+        let Response::Ok {
+            result: Reply::Ports(removed),
+        } = s.handle(keep(&["c2", "unknown"]))
+        else {
+            panic!("gc failed")
+        };
+        let gone: Vec<&str> = removed.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(gone, ["c1", "c3"]);
+        let Response::Ok {
+            result: Reply::Ports(left),
+        } = s.handle(Request::PortList {})
+        else {
+            panic!()
+        };
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, "c2");
+        assert!(f
+            .fake
+            .calls
+            .lock()
+            .unwrap()
+            .contains(&"detach c3".to_string()));
+        assert_eq!(
+            s.handle(keep(&["c2"])),
+            ok(Reply::Ports(vec![])),
+            "nothing stale: nothing removed"
+        );
     }
 
     #[test]

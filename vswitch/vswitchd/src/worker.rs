@@ -65,7 +65,36 @@ enum Command {
         id: PortId,
         done: Sender<usize>,
     },
+    LearnedFdb {
+        done: Sender<Vec<LearnedEntry>>,
+    },
+    Capture {
+        tap: Tap,
+    },
     Stop,
+}
+
+/// A learned FDB entry as the worker holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LearnedEntry {
+    /// The learned source MAC.
+    pub mac: vswitch::mac::MacAddr,
+    /// The port it was seen on.
+    pub port: PortId,
+    /// Nanoseconds since it was last seen.
+    pub age_ns: u64,
+}
+
+/// A packet capture on one port: copies of the frames it receives (before processing) and
+/// transmits (after rewriting), up to `count` frames, sent to `sink`. Copying allocates; a
+/// capture is a debugging tool, and a port without one pays a single branch per burst.
+pub struct Tap {
+    /// The captured port.
+    pub port: PortId,
+    /// Frames still to capture.
+    pub count: usize,
+    /// Where the copies go (the capture ends when the receiver is dropped).
+    pub sink: Sender<Vec<u8>>,
 }
 
 /// How one worker runs.
@@ -132,6 +161,8 @@ impl WorkerHandle {
                     reader,
                     stats: worker_stats,
                     pollfds: Vec::with_capacity(MAX_PORTS),
+                    started: Instant::now(),
+                    tap: None,
                 };
                 let _ = ready_tx.send(Ok(()));
                 worker.run();
@@ -168,6 +199,21 @@ impl WorkerHandle {
         result
             .recv_timeout(Duration::from_secs(10))
             .map_err(|_| "the worker did not answer within 10 s".to_string())
+    }
+
+    /// The learned FDB entries of the worker.
+    pub fn learned_fdb(&self) -> Result<Vec<LearnedEntry>, String> {
+        let (done, result) = bounded(1);
+        self.send(Command::LearnedFdb { done })?;
+        result
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "the worker did not answer within 10 s".to_string())
+    }
+
+    /// Starts capturing `tap.count` frames of `tap.port` into `tap.sink` (replacing any
+    /// capture in progress).
+    pub fn capture(&self, tap: Tap) -> Result<(), String> {
+        self.send(Command::Capture { tap })
     }
 
     fn send(&self, c: Command) -> Result<(), String> {
@@ -210,6 +256,8 @@ struct Worker<B> {
     reader: vswitch::tables::TableReader,
     stats: Arc<WorkerStats>,
     pollfds: Vec<libc::pollfd>,
+    started: Instant,
+    tap: Option<Tap>,
 }
 
 impl<B: Backend> Worker<B> {
@@ -223,17 +271,20 @@ impl<B: Backend> Worker<B> {
                 );
             }
         }
-        let started = Instant::now();
-        let mut last_work = Instant::now();
+        let started = self.started;
+        let mut last_work = 0u64;
+        let mut empty_rounds = 0u32;
         let mut rx = [Desc::default(); MAX_BATCH];
         let batch = self.config.batch.clamp(1, MAX_BATCH);
+        let spin = IDLE_SPIN.as_nanos() as u64;
         loop {
             if !self.serve_commands() {
                 break;
             }
             let tables = Arc::clone(self.reader.load());
-            let now = started.elapsed().as_nanos() as u64;
-            let mut moved = 0;
+            // The clock is read once per round that moved frames (a vDSO call is not free
+            // when the loop spins), and once every 64 empty rounds for the idle decision.
+            let mut now = None;
             for i in 0..self.active.len() {
                 let id = self.active[i];
                 let Some(port) = self.ports.port_mut(id) else {
@@ -245,22 +296,33 @@ impl<B: Backend> Worker<B> {
                 if n == 0 {
                     continue;
                 }
+                let now = *now.get_or_insert_with(|| started.elapsed().as_nanos() as u64);
+                if self.tap.is_some() {
+                    self.capture_frames(id, &rx[..n]);
+                }
                 self.pipeline
                     .process(&tables, &mut self.arena, id, &rx[..n], now);
+                if self.tap.is_some() {
+                    self.capture_outputs();
+                }
                 self.pipeline.transmit(&mut self.arena, &mut self.ports);
-                moved += n;
             }
-            if moved > 0 {
+            if let Some(now) = now {
                 self.stats.busy_polls.add(1);
-                last_work = Instant::now();
+                last_work = now;
+                empty_rounds = 0;
                 self.stats
                     .frames_in_use
                     .set(self.arena.pool.in_use() as u64);
             } else {
                 self.stats.idle_polls.add(1);
-                if self.config.idle == IdlePolicy::Adaptive && last_work.elapsed() > IDLE_SPIN {
+                empty_rounds += 1;
+                if self.config.idle == IdlePolicy::Adaptive
+                    && empty_rounds.is_multiple_of(64)
+                    && (started.elapsed().as_nanos() as u64).saturating_sub(last_work) > spin
+                {
                     self.sleep();
-                    last_work = Instant::now();
+                    last_work = started.elapsed().as_nanos() as u64;
                 }
             }
         }
@@ -279,6 +341,21 @@ impl<B: Backend> Worker<B> {
                 Ok(Command::Detach { id, done }) => {
                     let _ = done.send(self.close(id));
                 }
+                Ok(Command::LearnedFdb { done }) => {
+                    let now = self.started.elapsed().as_nanos() as u64;
+                    let entries = self
+                        .pipeline
+                        .fdb()
+                        .entries()
+                        .map(|(mac, port, seen)| LearnedEntry {
+                            mac,
+                            port,
+                            age_ns: now.saturating_sub(seen),
+                        })
+                        .collect();
+                    let _ = done.send(entries);
+                }
+                Ok(Command::Capture { tap }) => self.tap = Some(tap),
                 Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return false,
                 Err(TryRecvError::Empty) => return true,
             }
@@ -301,6 +378,37 @@ impl<B: Backend> Worker<B> {
         self.active.retain(|p| *p != id);
         drop(self.ports.0[id.index()].take());
         self.arena.pool.reclaim(id.0)
+    }
+
+    /// Copies `frames` (received on `port`) to the capture, if it captures that port.
+    fn capture_frames(&mut self, port: PortId, frames: &[Desc]) {
+        let Some(tap) = self.tap.as_mut().filter(|t| t.port == port) else {
+            return;
+        };
+        for d in frames {
+            if tap.count == 0 || tap.sink.send(self.arena.data(*d).to_vec()).is_err() {
+                self.tap = None;
+                return;
+            }
+            tap.count -= 1;
+        }
+    }
+
+    /// Copies the frames about to be transmitted on the captured port.
+    fn capture_outputs(&mut self) {
+        let Some(tap) = self.tap.as_mut() else { return };
+        for o in self
+            .pipeline
+            .outputs()
+            .iter()
+            .filter(|o| o.port == tap.port)
+        {
+            if tap.count == 0 || tap.sink.send(self.arena.data(o.desc).to_vec()).is_err() {
+                self.tap = None;
+                return;
+            }
+            tap.count -= 1;
+        }
     }
 
     /// Blocks in poll(2) on every port until one has frames or [`IDLE_WAKE`] passes.
@@ -440,6 +548,13 @@ mod tests {
             (q[0].1.clone(), q[1].2.clone())
         };
         let frame = ipv4_frame(POD1_MAC, GW_MAC, POD1_IP, POD2_IP, 64, 17, &[0; 18]);
+        let (sink, captured) = bounded(4);
+        w.capture(Tap {
+            port: POD2,
+            count: 1,
+            sink,
+        })
+        .unwrap();
         std::thread::sleep(Duration::from_millis(30)); // let the worker fall asleep first
         pod1_rx.lock().unwrap().push_back(frame);
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -448,6 +563,17 @@ mod tests {
         }
         let out = pod2_tx.lock().unwrap().pop_front().expect("routed to pod2");
         assert_eq!(out[22], 63, "TTL decremented");
+        let copy = captured
+            .recv_timeout(Duration::from_secs(5))
+            .expect("captured");
+        assert_eq!(
+            copy, out,
+            "the capture sees the frame as transmitted on pod2"
+        );
+        assert!(
+            w.learned_fdb().unwrap().is_empty(),
+            "pods teach no FDB entries"
+        );
         assert!(w.stats.sleeps.get() > 0, "adaptive idle slept");
         assert_eq!(
             w.detach(POD1).unwrap(),

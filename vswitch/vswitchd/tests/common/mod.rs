@@ -148,6 +148,34 @@ impl Lab {
         )
     }
 
+    /// `ip netns exec NS timeout 20 CMD...` with `env` added to the environment and `stdin`
+    /// written to its standard input (how a CNI runtime runs a plugin).
+    pub fn exec_with(&self, ns: &str, cmd: &[&str], env: &[(&str, &str)], stdin: &str) -> Out {
+        use std::io::Write;
+        self.assert_ours(ns);
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "timeout", COMMAND_TIMEOUT_SECS])
+            .args(cmd)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?} in {ns}: {e}"));
+        // A command that exits without reading its input is not an error here.
+        let _ = child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(stdin.as_bytes());
+        let out = child.wait_with_output().expect("wait for the command");
+        Out {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Starts `CMD...` in `ns` in the background; it is killed (by PID) when the lab drops.
     /// `ip netns exec` execs the command, so the child's PID is the command's.
     pub fn spawn(&self, ns: &str, cmd: &[&str]) -> u32 {

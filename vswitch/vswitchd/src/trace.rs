@@ -1,0 +1,145 @@
+//! `vswitchctl trace`: what the pipeline would do with one frame, stage by stage.
+//!
+//! Contract: [`frame_from`] turns the operator's input (hex bytes, or a short description such
+//! as `icmp 10.244.1.2 > 10.244.1.3 ttl 5`) into a frame as the given port would send it;
+//! [`trace`] runs it through a private pipeline over the current table snapshot and reports
+//! each stage's decision and the frame as it would leave. Nothing is transmitted and no
+//! counter moves. Non-goals: the workers' learned FDB entries (the trace pipeline starts with
+//! none) and per-flow state.
+
+use ctl::proto::{Trace, TraceStep};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use vswitch::frame::{FrameArena, FrameLayout};
+use vswitch::mac::MacAddr;
+use vswitch::pipeline::{PacketCtx, Pipeline, PipelineConfig, Verdict, L3};
+use vswitch::tables::{PortInfo, Tables};
+use vswitch::testing::{arp_request, echo_request, ipv4_frame};
+
+/// The frame described by `input`, as sent by `port` (hex bytes are taken as they are).
+pub fn frame_from(input: &str, port: &PortInfo, gateway_mac: MacAddr) -> Result<Vec<u8>, String> {
+    let compact: String = input
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    if compact.len() >= 28 && compact.chars().all(|c| c.is_ascii_hexdigit()) {
+        return (0..compact.len() / 2)
+            .map(|i| u8::from_str_radix(&compact[2 * i..2 * i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|e| e.to_string());
+    }
+    let usage = "describe the frame as `icmp|udp|tcp|arp SRC > DST [ttl N] [len N] [dst-mac MAC]`, or give hex bytes";
+    let words: Vec<&str> = input.split_whitespace().collect();
+    let [proto, src, ">", dst, rest @ ..] = words.as_slice() else {
+        return Err(usage.into());
+    };
+    let ip = |s: &str| {
+        s.parse::<Ipv4Addr>()
+            .map_err(|_| format!("{s:?} is not an IPv4 address; {usage}"))
+    };
+    let (src, dst) = (ip(src)?, ip(dst)?);
+    let (mut ttl, mut len, mut dst_mac) = (64u8, 0usize, gateway_mac);
+    for pair in rest.chunks(2) {
+        match pair {
+            ["ttl", v] => ttl = v.parse().map_err(|_| format!("bad ttl {v:?}"))?,
+            ["len", v] => len = v.parse().map_err(|_| format!("bad len {v:?}"))?,
+            ["dst-mac", v] => {
+                dst_mac = v
+                    .parse()
+                    .map_err(|e: vswitch::mac::ParseMacError| e.to_string())?
+            }
+            _ => return Err(usage.into()),
+        }
+    }
+    let pad = |mut payload: Vec<u8>| {
+        payload.resize(payload.len().max(len), 0);
+        payload
+    };
+    Ok(match *proto {
+        "icmp" => ipv4_frame(
+            port.mac,
+            dst_mac,
+            src,
+            dst,
+            ttl,
+            1,
+            &echo_request(1, 1, &vec![0; len]),
+        ),
+        "udp" => ipv4_frame(
+            port.mac,
+            dst_mac,
+            src,
+            dst,
+            ttl,
+            17,
+            &pad(vec![0x9c, 0x40, 0x00, 0x35, 0, 8, 0, 0]),
+        ),
+        "tcp" => {
+            let mut syn = vec![
+                0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+            ];
+            syn = pad(syn);
+            ipv4_frame(port.mac, dst_mac, src, dst, ttl, 6, &syn)
+        }
+        "arp" => arp_request(port.mac, src, dst),
+        other => return Err(format!("unknown protocol {other:?}; {usage}")),
+    })
+}
+
+/// Runs `frame`, received on `port`, through the pipeline over `tables`.
+pub fn trace(tables: &Tables, port: &PortInfo, frame: &[u8]) -> Result<Trace, String> {
+    let mut arena = FrameArena::with_heap(FrameLayout::DEFAULT, 4).map_err(|e| e.to_string())?;
+    let desc = arena
+        .alloc_copy(frame)
+        .ok_or_else(|| format!("a {}-byte frame does not fit a frame buffer", frame.len()))?;
+    let mut pipeline = Pipeline::new(PipelineConfig::default(), Arc::default());
+    let mut steps = Vec::new();
+    let end = pipeline.trace(tables, &mut arena, port.id, desc, 0, &mut |stage, ctx| {
+        steps.push(TraceStep {
+            stage: stage.into(),
+            verdict: describe(tables, ctx),
+        });
+    });
+    let (output, output_port) = match end.verdict {
+        Verdict::Forward(out, _) => (
+            Some(
+                arena
+                    .data(end.desc)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+            ),
+            tables.port(out).map(|p| p.name.clone()),
+        ),
+        _ => (None, None),
+    };
+    Ok(Trace {
+        steps,
+        output,
+        output_port,
+    })
+}
+
+fn describe(tables: &Tables, ctx: &PacketCtx) -> String {
+    let name = |id| {
+        tables
+            .port(id)
+            .map_or_else(|| format!("port {}", id.0), |p| p.name.clone())
+    };
+    match ctx.verdict {
+        Verdict::Pending => match ctx.meta.l3 {
+            L3::Ipv4(ip) => format!(
+                "continue: IPv4 {} > {} ttl {} proto {} len {}",
+                ip.src, ip.dst, ip.ttl, ip.protocol, ip.total_len
+            ),
+            L3::Arp(a) => format!(
+                "continue: ARP op {} {} asks for {}",
+                a.op, a.sender_ip, a.target_ip
+            ),
+            L3::None => "continue".into(),
+        },
+        Verdict::Drop(reason) => format!("drop: {reason}"),
+        Verdict::Consume(event) => format!("consumed: {event}"),
+        Verdict::Forward(port, action) => format!("forward to {}: {action:?}", name(port)),
+    }
+}
