@@ -270,6 +270,9 @@ pub struct WorkerCounters {
     pub idle_polls: u64,
     /// Times the worker slept in poll(2) (adaptive idle).
     pub sleeps: u64,
+    /// Nanoseconds the worker slept in poll(2).
+    #[serde(default)]
+    pub sleep_ns: u64,
     /// Frames of the worker's UMEM out of its free pool.
     pub frames_in_use: u64,
     /// Frames in the worker's UMEM.

@@ -485,6 +485,7 @@ mod tests {
                 busy_polls: 9,
                 idle_polls: 100,
                 sleeps: 4,
+                sleep_ns: 0,
                 frames_in_use: 64,
                 frames_total: 4096,
             }],

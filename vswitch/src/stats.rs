@@ -191,6 +191,8 @@ pub struct WorkerStats {
     pub idle_polls: Counter,
     /// Times the worker blocked in poll(2) (adaptive idle).
     pub sleeps: Counter,
+    /// Nanoseconds the worker spent blocked in poll(2).
+    pub sleep_ns: Counter,
     /// Gauge: frames of the worker's arena out of its pool.
     pub frames_in_use: Counter,
     /// Gauge: frames in the worker's arena.
@@ -206,6 +208,7 @@ impl Default for WorkerStats {
             busy_polls: Counter::default(),
             idle_polls: Counter::default(),
             sleeps: Counter::default(),
+            sleep_ns: Counter::default(),
             frames_in_use: Counter::default(),
             frames_total: Counter::default(),
             bad_descriptors: Counter::default(),

@@ -125,6 +125,8 @@ pub struct ControlConfig {
     pub socket: PathBuf,
     /// Directory of the state file.
     pub state_dir: PathBuf,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The whole configuration, validated.
@@ -195,6 +197,8 @@ struct RawControl {
     socket: PathBuf,
     #[serde(default = "default_state_dir")]
     state_dir: PathBuf,
+    #[serde(default)]
+    metrics: Option<String>,
 }
 
 fn default_mtu() -> Spanned<u16> {
@@ -348,7 +352,18 @@ impl Config {
         let control = raw.control.unwrap_or(RawControl {
             socket: default_socket(),
             state_dir: default_state_dir(),
+            metrics: None,
         });
+        let metrics = match control.metrics.as_deref().filter(|m| !m.is_empty()) {
+            None => None,
+            Some(m) => Some(m.parse::<std::net::SocketAddr>().map_err(|_| ConfigError {
+                path: path.to_string(),
+                line: None,
+                message: format!(
+                    "control.metrics {m:?} is not an address:port like \"127.0.0.1:9469\""
+                ),
+            })?),
+        };
         Ok(Config {
             node: NodeConfig {
                 name: node.name,
@@ -372,6 +387,7 @@ impl Config {
             control: ControlConfig {
                 socket: control.socket,
                 state_dir: control.state_dir,
+                metrics,
             },
             tunnels,
         })

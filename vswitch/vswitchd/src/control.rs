@@ -19,7 +19,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Most clients served at once; more get an error line and are closed.
-pub const MAX_CLIENTS: usize = 64;
+pub const MAX_CLIENTS: usize = 256;
+/// How long a client over the limit waits for a slot before it is refused.
+pub const SLOT_WAIT: Duration = Duration::from_secs(2);
 /// A client that sends nothing for this long is disconnected.
 pub const CLIENT_IDLE: Duration = Duration::from_secs(60);
 
@@ -93,22 +95,28 @@ fn accept_loop(listener: UnixListener, handler: Arc<dyn Handler>, stopping: Arc<
         if stopping.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(mut stream) = conn else { continue };
+        let Ok(stream) = conn else { continue };
         if peer_uid(&stream) != Some(0) {
-            let _ = reply(
-                &mut stream,
-                &refusal(
-                    ErrorCode::BadRequest,
-                    "only root may use the vswitch control socket",
-                ),
+            refuse(
+                stream,
+                ErrorCode::BadRequest,
+                "only root may use the vswitch control socket",
             );
             continue;
         }
+        // A slot frees when a client's thread has seen it close; under load that lags the
+        // close, so wait a little for one before refusing.
+        let deadline = std::time::Instant::now() + SLOT_WAIT;
+        while clients.load(Ordering::SeqCst) >= MAX_CLIENTS && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
             clients.fetch_sub(1, Ordering::SeqCst);
-            let _ = reply(
-                &mut stream,
-                &refusal(ErrorCode::Internal, "too many control clients; try again"),
+            refuse(
+                stream,
+                ErrorCode::Internal,
+                "too many control clients; try again",
             );
             continue;
         }
@@ -126,8 +134,18 @@ fn accept_loop(listener: UnixListener, handler: Arc<dyn Handler>, stopping: Arc<
     }
 }
 
-fn refusal(code: ErrorCode, message: &str) -> Response {
-    Response::error(code, message)
+/// Answers a client we will not serve: its first request line is read (briefly) so that the
+/// client, which writes before it reads, gets the answer instead of a broken pipe.
+fn refuse(stream: UnixStream, code: ErrorCode, message: &str) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut first = Vec::new();
+    let _ = BufReader::new(stream)
+        .take(MAX_REQUEST_BYTES as u64 + 1)
+        .read_until(b'\n', &mut first);
+    let _ = reply(&mut writer, &Response::error(code, message));
 }
 
 fn peer_uid(stream: &UnixStream) -> Option<u32> {

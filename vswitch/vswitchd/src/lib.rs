@@ -7,6 +7,7 @@
 pub mod afxdp;
 pub mod config;
 pub mod control;
+pub mod metrics;
 pub mod netlink;
 pub mod node;
 pub mod state;

@@ -147,6 +147,7 @@ fn run(config: Config) -> Result<(), String> {
     }
 
     let socket = config.control.socket.clone();
+    let metrics = config.control.metrics;
     let workers = vec![(Arc::clone(&worker.stats), worker.config.cpu)];
     let summary = format!(
         "node {} pod_cidr {} gateway {} ({}), host port {}, uplink {}, control {}",
@@ -172,6 +173,15 @@ fn run(config: Config) -> Result<(), String> {
         Arc::clone(&switch) as Arc<dyn vswitchd::control::Handler>,
     )?;
     let resolver = spawn_resolver(Arc::clone(&switch), Arc::clone(&stop));
+    if let Some(addr) = metrics {
+        let started = std::time::Instant::now();
+        let source = Arc::clone(&switch);
+        let render = Arc::new(move || {
+            vswitchd::metrics::render(&source.stats_snapshot(), started.elapsed().as_secs_f64())
+        });
+        let server = vswitchd::metrics::MetricsServer::start(addr, render)?;
+        tracing::info!("metrics on http://{}/metrics", server.addr);
+    }
     tracing::info!("vswitchd ready: {summary}");
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));

@@ -485,6 +485,16 @@ impl Switch {
         ok(Reply::Ports(ports))
     }
 
+    /// The counters `vswitchctl stats` shows.
+    pub fn stats_snapshot(&self) -> proto::Stats {
+        match self.stats() {
+            Response::Ok {
+                result: Reply::Stats(s),
+            } => s,
+            _ => proto::Stats::default(),
+        }
+    }
+
     fn stats(&self) -> Response {
         let inner = self.inner.lock().expect("switch lock");
         let tables = self.tables.load();
@@ -530,6 +540,7 @@ impl Switch {
                 busy_polls: w.busy_polls.get(),
                 idle_polls: w.idle_polls.get(),
                 sleeps: w.sleeps.get(),
+                sleep_ns: w.sleep_ns.get(),
                 frames_in_use: w.frames_in_use.get(),
                 frames_total: w.frames_total.get(),
             })

@@ -425,6 +425,7 @@ impl<B: Backend> Worker<B> {
             }
         }
         self.stats.sleeps.add(1);
+        let slept = Instant::now();
         let timeout = IDLE_WAKE.as_millis() as i32;
         // SAFETY: `pollfds` holds `len()` initialised pollfd structs that outlive the call.
         unsafe {
@@ -434,6 +435,7 @@ impl<B: Backend> Worker<B> {
                 timeout,
             )
         };
+        self.stats.sleep_ns.add(slept.elapsed().as_nanos() as u64);
     }
 }
 

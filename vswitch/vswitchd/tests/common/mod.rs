@@ -219,7 +219,7 @@ impl Lab {
     }
 
     /// Waits until something in `ns` listens on TCP `port`.
-    fn wait_listening(&self, ns: &str, port: u16) {
+    pub fn wait_listening(&self, ns: &str, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(5);
         let want = format!(":{port}");
         loop {
@@ -543,6 +543,68 @@ impl Node<'_> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGKILL (no chance to clean up), then reaps it; its exit status.
+    pub fn kill9(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("vswitchd is running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+        if child.try_wait().expect("wait").is_none() {
+            // SAFETY: kill(2) on the PID of our own unreaped child: it cannot have been reused.
+            let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+            assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+        }
+        let status = child.wait().expect("reap vswitchd");
+        self.child = None;
+        status
+    }
+
+    /// Starts the daemon expecting it to refuse to run: waits up to `within` for it to exit and
+    /// returns its exit status and what it logged in this run. Panics (after killing it) if it
+    /// is still running then.
+    pub fn start_expect_failure(&mut self, within: Duration) -> (ExitStatus, String) {
+        assert!(self.child.is_none(), "vswitchd already running");
+        let offset = std::fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open the daemon log");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, VSWITCHD, "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("start vswitchd");
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                // Our own child, by PID.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "vswitchd still ran {within:?} after start, expected it to refuse:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let text = self.log();
+        (status, text.get(offset..).unwrap_or(&text).to_string())
+    }
+
+    /// The daemon's state file (`<state_dir>/state.json`).
+    pub fn state_file(&self) -> PathBuf {
+        self.config
+            .parent()
+            .expect("config in the node's dir")
+            .join("state")
+            .join("state.json")
     }
 
     /// The daemon's log so far.
