@@ -14,6 +14,7 @@ the sending pod; after a warm-up, counters are read twice, SECS apart:
              generator CPU (the generator's own work; softirq on that CPU, i.e. kernel
              forwarding done inline after trafgen's sends, stays in)
 
+  foreign    CPU time of processes outside the harness's namespaces (other work on the machine)
   the switch's own view: vswitchd (--vswitch-sock): share of worker polls that found frames and
              frames per busy poll (64 = full batches: saturated); ovs-vswitchd (--ovs-rundir):
              pmd-stats-show processing-cycles share and cycles per packet, cleared at the start
@@ -70,6 +71,35 @@ def link_tx(ns, dev):
     return tx["packets"] + tx["dropped"]
 
 
+def our_netns(prefix):
+    """Inodes of the harness's network namespaces (/run/netns/<prefix>*)."""
+    if not prefix:
+        return set()
+    return {os.stat(os.path.join("/run/netns", n)).st_ino for n in os.listdir("/run/netns")
+            if n.startswith(prefix)}
+
+
+def foreign_ticks(ours):
+    """utime + stime of the processes that are not the harness's: not in one of its namespaces,
+    not a kernel thread (softirq work done for us by ksoftirqd is ours), not this script.
+    Processes that exit inside the window are not seen, so this is a lower bound."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[6]) & 0x00200000:  # PF_KTHREAD
+                continue
+            if os.stat(f"/proc/{pid}/ns/net").st_ino in ours:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+            continue
+    return total
+
+
 def vswitch_polls(a):
     """Summed over the given vswitchds: frames received, busy polls, idle polls."""
     rx = busy = idle_ = 0
@@ -91,7 +121,7 @@ def ovs_appctl(a, *args):
 
 def snapshot(a):
     s = {"t": time.monotonic(), "cpu": cpu_times(), "rx": udp_rx(a.sink_pid),
-         "tx": link_tx(a.ns, a.dev)}
+         "tx": link_tx(a.ns, a.dev), "foreign": foreign_ticks(a.ours)}
     if a.switch_pid:
         s["sw"] = sum(proc_ticks(pid) for pid in a.switch_pid)
     if a.vswitch_sock:
@@ -123,6 +153,7 @@ def udp(a):
     # socket's send buffer is full of frames the veth has not consumed yet (--no-sock-mem: we do
     # not raise the machine-wide wmem defaults for it). It is restarted at once; the counters
     # below do not depend on it, and the restarts are reported.
+    a.ours = our_netns(a.netns_prefix)
     gen, restarts, first_error = start_trafgen(a), 0, None
 
     def run_for(secs):
@@ -169,6 +200,7 @@ def udp(a):
         "machine_ns": (busy - gen_own) * tick_ns / delivered if delivered else None,
         "gen_cpu_pct": 100.0 * gen_own * tick_ns / (dt * 1e9),
     }
+    r["foreign_cpu_pct"] = round(100.0 * (s1["foreign"] - s0["foreign"]) * tick_ns / (dt * 1e9), 1)
     # per CPU, % of the window: process context (user + system) and interrupt context (softirq)
     r["cpu_pct"] = {str(k): [round(100.0 * (s1["cpu"][k][i] - s0["cpu"][k][i]) * tick_ns / (dt * 1e9), 1)
                              for i in (1, 3)] for k in s0["cpu"] if k != "all"}
@@ -220,6 +252,7 @@ def main():
     u.add_argument("--vswitch-sock", action="append", help="a vswitchd control socket (repeatable)")
     u.add_argument("--vswitchctl", default="vswitchctl")
     u.add_argument("--ovs-rundir", help="OVS_RUNDIR of the ovs-vswitchd under test")
+    u.add_argument("--netns-prefix", help="the harness's netns names start with this (foreign load)")
     u.add_argument("--gen-cpu", type=int, default=0)
     u.add_argument("--secs", type=float, default=5.0)
     u.add_argument("--warmup", type=float, default=0.5)

@@ -59,7 +59,9 @@ def notes(r):
     if not l.get("complete", True):
         n.append(f"latency stopped at the time limit after {l['count']}")
     if r.get("foreign_pct", 0) > 15:
-        n.append(f"foreign load {r['foreign_pct']} %")
+        n.append(f"foreign load {r['foreign_pct']} % before")
+    if u.get("foreign_cpu_pct", 0) > 5:
+        n.append(f"foreign load {u['foreign_cpu_pct']:.0f} % of a CPU during UDP")
     p = r.get("phases_s")
     if p:
         n.append("phases " + " ".join(f"{k} {v:g}" for k, v in p.items()) + " s")
@@ -118,9 +120,11 @@ def main():
     w = out.append
     foreign = [r.get("foreign_pct", 0) for r in raw]
     idle_max = max(foreign, default=0)
+    during = [r["udp"].get("foreign_cpu_pct") or 0 for r in raw]
+    disturbed = [r for r in raw if (r["udp"].get("foreign_cpu_pct") or 0) > 5]
     w("# vswitch benchmark results\n")
     w(f"Produced by `sudo perf/run.sh{' --quick' if meta['mode'] == 'quick' else ''}` on {meta['date']}"
-      f" ({meta['mode']} mode, {meta['reps']} repetitions per engine with the engines alternating inside"
+      f" ({meta['mode']} mode, {meta['reps']} repetition{'s' if meta['reps'] != 1 else ''} per engine with the engines alternating inside"
       f" each repetition, medians; the run took {meta['elapsed_s'] // 60} min {meta['elapsed_s'] % 60} s).\n")
     w(f"- Machine: {meta['nproc']} CPUs (`nproc`), {meta['cpu_model']}"
       f"{f' at {mhz:.0f} MHz' if mhz else ''} (/proc/cpuinfo), kernel {meta['kernel']}")
@@ -136,7 +140,13 @@ def main():
     w(f"- Peer: {meta['ovs']}. Foreign load (the busiest CPU over 0.3 s while nothing of the harness"
       f" ran, before each engine; waiting up to {meta['quiet_wait']} s for it to fall under 15 %):"
       f" median {statistics.median(foreign) if foreign else 0:.0f} %, max {idle_max:.0f} %"
-      f"{' -- other work shared the machine during part of the run, figures are noisier' if idle_max > 15 else ''}.\n")
+      f"{' -- other work shared the machine during part of the run' if idle_max > 15 else ''}."
+      f" CPU time of processes outside the harness's namespaces during the UDP windows: max"
+      f" {max(during, default=0):.0f} % of a CPU"
+      + (f"; above 5 % in {len(disturbed)} of {len(raw)} measurements"
+         f" ({', '.join(sorted({'rep %d %s' % (r['rep'], LABEL[r['engine']]) for r in disturbed}))}),"
+         " which the medians absorb; see the notes column of the last table" if disturbed else "")
+      + ".\n")
 
     def udp_table(sec, title):
         engines = SECTIONS[sec]
@@ -209,6 +219,10 @@ def main():
         for e in unavailable:
             w(f"| {LABEL[e]} | unavailable: {unavailable[e]} | | | | |")
         w("")
+        if meta["cross_rx_cpu"] == meta["gen_cpu"] and any(e in s for e in ("vswitch-vxlan", "vswitch-ipip")):
+            w(f"Cross-node vswitch rows: node2's polling worker shares CPU {meta['gen_cpu']} with both"
+              " ping-pong ends (and node1's worker is on the other CPU), so a woken pod can wait for"
+              " a scheduler slice (a few hundred µs): that, more than the switch, is their p99.\n")
         w("## TCP: iperf3, one stream, receiver Gbit/s\n")
         w("| engine | Gbit/s | vs peers (same section) |")
         w("|---|---|---|")
@@ -254,7 +268,9 @@ def main():
            note=" (a polling worker's whole core per delivered packet, below saturation: an upper"
                 " bound)" if bound("vswitch") else "")
     target("VXLAN >= 1.5x the kernel VXLAN path (delivered pps, cross node)",
-           ratio(g("vswitch-vxlan", "delivered"), g("flannel", "delivered")), 1.5, "{:.2f}x")
+           ratio(g("vswitch-vxlan", "delivered"), g("flannel", "delivered")), 1.5, "{:.2f}x",
+           note=" (vswitch uses CPU 1 and part of CPU 0, the kernel path only CPU 0: see the CPU"
+                " table)" if "flannel" in s else "")
     target("p99 RTT <= 2x the bridge's (same node)",
            ratio(g("vswitch", "p99"), g("bridge", "p99")), 2.0, "{:.2f}x", higher=False)
     target("TCP >= 0.5x the bridge (same node)",
@@ -322,11 +338,12 @@ def chart(s, engines, png, meta):
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.8))
     # same-node engines, a gap, cross-node engines
     x = [i + (0.6 if e in SECTIONS["cross"] else 0.0) for i, e in enumerate(engines)]
-    gap = [i - 0.2 for i, e in zip(x, engines) if e in SECTIONS["cross"]][:1]
+    same_x = [i for i, e in zip(x, engines) if e in SECTIONS["same"]]
+    cross_x = [i for i, e in zip(x, engines) if e in SECTIONS["cross"]]
+    gap = [(same_x[-1] + cross_x[0]) / 2] if same_x and cross_x else []
     ax[0].bar(x, [(s[e]["offered"] or 0) / 1e6 for e in engines], color="#dddddd", label="offered")
     ax[0].bar(x, [(s[e]["delivered"] or 0) / 1e6 for e in engines], color=color, width=0.6, label="delivered")
     ax[0].set_title("64-byte UDP, Mpps (median)")
-    ax[0].legend(fontsize=8)
     ax[1].bar(x, [s[e]["tcp"] or 0 for e in engines], color=color)
     ax[1].set_title("TCP iperf3, Gbit/s (median)")
     ax[2].bar(x, [s[e]["p99"] or 0 for e in engines], color=color)
@@ -335,10 +352,11 @@ def chart(s, engines, png, meta):
         a_.set_xticks(list(x))
         a_.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
         a_.grid(axis="y", alpha=0.3)
-        if gap and gap[0] > 0:
+        if gap:
             a_.axvline(gap[0], color="#444444", linestyle=":", linewidth=1)
             a_.text(0.01, 0.97, "same node", transform=a_.transAxes, fontsize=7, va="top")
             a_.text(gap[0] + 0.1, 0.97, "cross node", transform=a_.get_xaxis_transform(), fontsize=7, va="top")
+    ax[0].legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.0, 0.93))
     fig.suptitle(f"vswitch vs peers, same node and cross node ({meta['mode']} run {meta['date']},"
                  f" commit {meta['commit']})", fontsize=10)
     fig.tight_layout()

@@ -34,7 +34,7 @@ while (($#)); do
   case $1 in
     --quick) MODE=quick REPS=3 SECS=2 TCP_SECS=2 RTTS=5000 RTT_MAX=15 QUIET_WAIT=0 ;;
     --reps) REPS=$2; shift ;;
-    --secs) SECS=$2 TCP_SECS=${2%.*}; shift ;;
+    --secs) SECS=$2 TCP_SECS=${2%.*}; ((TCP_SECS >= 1)) || TCP_SECS=1; shift ;;
     --only) ONLY=$2; shift ;;
     --quiet-wait) QUIET_WAIT=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -101,6 +101,8 @@ ensure_packages
 command -v trafgen >/dev/null || die "trafgen missing (netsniff-ng)"
 cargo build --locked --release -q -p vswitchd -p ctl
 BIN=$ROOT/target/release
+COMMIT=$(git rev-parse --short HEAD)   # what was built (others may commit during a long run)
+DIRTY=$(git status --porcelain --untracked-files=no -- . ':!perf' | head -c1)
 
 new_ns() { local ns; for ns in "$@"; do ip netns add "$ns"; NSS+=("$ns"); ip -n "$ns" link set lo up; done; }
 
@@ -273,7 +275,7 @@ wait_port() { # netns proto port
 }
 
 tcp_gbps() { # the server is started by the caller (a background job must be a child of this shell)
-  in_ns "$SRC" iperf3 -c "$DST_IP" -p 5201 -t "$TCP_SECS" -J 2>/dev/null |
+  in_ns "$SRC" timeout --foreground -k 2 $((TCP_SECS + 15)) iperf3 -c "$DST_IP" -p 5201 -t "$TCP_SECS" -J 2>/dev/null |
     json 'd["end"]["sum_received"]["bits_per_second"] / 1e9' || echo null
 }
 
@@ -334,7 +336,8 @@ s.bind(("0.0.0.0",9)); time.sleep(1e9)' 9>&- &
   for sock in "${SWITCH_SOCKS[@]}"; do sw+=(--vswitch-sock "$sock" --vswitchctl "$BIN/vswitchctl"); done
   [[ $engine == ovs ]] && sw+=(--ovs-rundir "$DIR/ovs/run")
   udp=$("$PY" perf/measure.py udp --ns "$SRC" --cfg "$DIR/tg.cfg" --sink-pid "$sink" "${sw[@]}" \
-        --gen-cpu "$GEN_CPU" --secs "$SECS" --warmup 0.5) || udp='{"error": "measure.py failed"}'
+        --gen-cpu "$GEN_CPU" --secs "$SECS" --warmup 0.5 --netns-prefix "$P-") \
+    || udp='{"error": "measure.py failed"}'
   sleep 0.3   # let the flood drain before TCP
   phase udp
   ip netns exec "$DST" iperf3 -s -1 -p 5201 >/dev/null 2>&1 9>&- &
@@ -360,6 +363,7 @@ print(f"rep {r['rep']} {r['engine']:<14} UDP {f(k(u, 'delivered_pps', 1e3), '{:5
       f"{' (%d lost)' % l['lost'] if l.get('lost') else ''}; TCP {f(r['tcp_gbps'], '{:.2f}')} Gbit/s;"
       f"{' ERROR: ' + u['error'] if 'error' in u else ''}{' ERROR: ' + l['error'] if 'error' in l else ''}"
       f" {sys.argv[2]} s, foreign load {r['foreign_pct']} %"
+      f"{'; foreign load %.0f %% during UDP' % u['foreign_cpu_pct'] if u.get('foreign_cpu_pct', 0) > 5 else ''}"
       f"{'; clock jump: tick-based window' if u.get('clock_jump') else ''}"
       f"{'; trafgen restarted %dx' % u['trafgen_restarts'] if u.get('trafgen_restarts') else ''}")
 EOF
@@ -383,7 +387,7 @@ done
 echo "ACL scaling (1, 100, 1000, 10000 rules): $ACL"
 
 step "report"
-export MODE REPS SECS TCP_SECS RTTS GEN_CPU SW_CPU CROSS_RX_CPU OVS_REASON ACL ONLY QUIET_WAIT
+export MODE REPS SECS TCP_SECS RTTS GEN_CPU SW_CPU CROSS_RX_CPU OVS_REASON ACL ONLY QUIET_WAIT COMMIT DIRTY
 ELAPSED=$((SECONDS - START)) "$PY" - "$META" <<'EOF'
 import json, os, subprocess, sys, datetime, platform
 def sh(c): return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
@@ -394,8 +398,7 @@ mhz = next((float(l.split(":", 1)[1]) for l in cpuinfo if l.startswith("cpu MHz"
 json.dump({
   "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
   "nproc": sh("nproc"), "cpu_model": model, "cpu_mhz": mhz, "kernel": platform.release(),
-  "commit": sh("git rev-parse --short HEAD"),
-  "dirty": bool(sh("git status --porcelain --untracked-files=no -- ':!perf'")),
+  "commit": e["COMMIT"], "dirty": bool(e["DIRTY"]),
   "mode": e["MODE"], "reps": int(e["REPS"]), "secs": float(e["SECS"]), "tcp_secs": int(e["TCP_SECS"]),
   "rtts": int(e["RTTS"]), "gen_cpu": int(e["GEN_CPU"]), "sw_cpu": int(e["SW_CPU"]),
   "cross_rx_cpu": int(e["CROSS_RX_CPU"]), "only": e["ONLY"],
