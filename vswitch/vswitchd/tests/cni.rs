@@ -18,7 +18,6 @@ use ipnet::IpNet;
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -29,41 +28,7 @@ const GATEWAY: &str = "10.244.1.1";
 /// The `vswitch-cni` binary next to the `vswitchd` under test, built once per test run.
 fn vswitch_cni() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let bin_dir = Path::new(common::VSWITCHD)
-            .parent()
-            .expect("vswitchd lives in a directory");
-        let profile = match bin_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => "dev",
-            Some(other) => other,
-            None => panic!("no profile directory in {}", bin_dir.display()),
-        };
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-        let out = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--locked",
-                "-q",
-                "-p",
-                "ctl",
-                "--bin",
-                "vswitch-cni",
-            ])
-            .args(["--profile", profile, "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(bin_dir.parent().expect("a target directory"))
-            .output()
-            .expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build -p ctl --bin vswitch-cni: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = bin_dir.join("vswitch-cni");
-        assert!(bin.exists(), "{} was not built", bin.display());
-        bin
-    })
+    BIN.get_or_init(|| common::build_ctl_binary("vswitch-cni"))
 }
 
 /// One attachment as a runtime names it.

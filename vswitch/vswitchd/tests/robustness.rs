@@ -16,7 +16,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -718,41 +717,7 @@ fn control_socket_abuse_while_forwarding() {
 /// The `vswitchctl` binary next to the `vswitchd` under test, built once per test run.
 fn vswitchctl() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let bin_dir = Path::new(common::VSWITCHD)
-            .parent()
-            .expect("vswitchd lives in a directory");
-        let profile = match bin_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => "dev",
-            Some(other) => other,
-            None => panic!("no profile directory in {}", bin_dir.display()),
-        };
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-        let out = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--locked",
-                "-q",
-                "-p",
-                "ctl",
-                "--bin",
-                "vswitchctl",
-            ])
-            .args(["--profile", profile, "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(bin_dir.parent().expect("a target directory"))
-            .output()
-            .expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build -p ctl --bin vswitchctl: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = bin_dir.join("vswitchctl");
-        assert!(bin.exists(), "{} was not built", bin.display());
-        bin
-    })
+    BIN.get_or_init(|| common::build_ctl_binary("vswitchctl"))
 }
 
 #[test]

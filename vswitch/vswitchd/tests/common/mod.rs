@@ -754,3 +754,33 @@ pub fn python() -> &'static str {
         "python3"
     }
 }
+
+/// Builds binary `name` of the `ctl` package with the cargo, profile and target directory of the
+/// `vswitchd` under test (a no-op when it is fresh) and returns its path.
+pub fn build_ctl_binary(name: &str) -> PathBuf {
+    let bin_dir = Path::new(VSWITCHD)
+        .parent()
+        .expect("vswitchd lives in a directory");
+    let profile = match bin_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(other) => other,
+        None => panic!("no profile directory in {}", bin_dir.display()),
+    };
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--locked", "-q", "-p", "ctl", "--bin", name])
+        .args(["--profile", profile, "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(bin_dir.parent().expect("a target directory"))
+        .output()
+        .expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "cargo build -p ctl --bin {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = bin_dir.join(name);
+    assert!(bin.exists(), "{} was not built", bin.display());
+    bin
+}
