@@ -21,6 +21,7 @@ import shutil
 import struct
 import sys
 import tempfile
+import textwrap
 
 from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoRequest, IPOption_EOL,
                        IPOption_NOP, IPOption_Router_Alert, IPv6, Raw)
@@ -35,7 +36,7 @@ GW_IP, GW_MAC = "10.244.1.1", "0a:58:0a:f4:01:01"
 POD_CIDR, CLUSTER_CIDR = "10.244.1.0/24", "10.244.0.0/16"
 BCAST = "ff:ff:ff:ff:ff:ff"
 HOST_MAC = "0a:58:0a:f4:00:fe"      # node-side interface of the host port
-HOST_SRC_IP = "192.168.1.10"        # a source behind the (trusted) host port, e.g. the node IP
+HOST_SRC_IP = "192.168.1.10"        # the node's own address, behind the host port
 EXT_MAC = "02:00:00:00:00:0a"       # a MAC behind the host port, learned by the FDB
 P1MAC, P1IP = "0a:58:0a:f4:01:02", "10.244.1.2"
 P2MAC, P2IP = "0a:58:0a:f4:01:03", "10.244.1.3"
@@ -44,8 +45,14 @@ REMOTE_POD_IP = "10.244.2.5"        # a pod of another node (cluster_cidr, not p
 EXTERNAL_IP = "8.8.8.8"
 
 
-def pod(name, mac, ip, mtu=1500):
-    return {"name": name, "kind": "pod", "mac": mac, "ip": ip, "mtu": mtu}
+def pod(name, mac, ip, mtu=1500, namespace=None, labels=None):
+    """A pod port; namespace and labels (README 'NetworkPolicy ...') are written when given."""
+    p = {"name": name, "kind": "pod", "mac": mac, "ip": ip, "mtu": mtu}
+    if namespace is not None:
+        p["namespace"] = namespace
+    if labels is not None:
+        p["labels"] = labels
+    return p
 
 
 def host(mtu=1500):
@@ -223,6 +230,8 @@ class Case:
         self.vxlan_udp_checksum = None    # None: key absent (default true)
         self.tunnels = []
         self.outer_id = 0                 # the switch's outer IPv4 ID counter, per case run
+        # NetworkPolicy (README 'NetworkPolicy and connection tracking'); see policy_topology()
+        self.policy = None
 
     def rx(self, port, frame, after=0.001):
         """Frame received on `port`, `after` seconds after the previous input frame."""
@@ -263,6 +272,10 @@ class Case:
             if p["kind"] == "pod":
                 out.append(f'ip = "{p["ip"]}"')
             out.append(f'mtu = {p["mtu"]}')
+            if "namespace" in p:
+                out.append(f'namespace = "{p["namespace"]}"')
+            if "labels" in p:
+                out.append(f'labels = {toml_labels(p["labels"])}')
         for t in self.tunnels:
             out += ["", "[[tunnel]]", f'name = "{t["name"]}"', f'kind = "{t["kind"]}"',
                     f'remote = "{t["remote"]}"', f'subnet = "{t["subnet"]}"']
@@ -270,6 +283,25 @@ class Case:
                 out += [f'vni = {t["vni"]}', f'vtep_mac = "{t["vtep_mac"]}"',
                         f'port = {t["port"]}']
             out.append(f'next_hop_mac = "{t["next_hop_mac"]}"')
+        if self.policy is not None:
+            pol = self.policy
+            out += ["", "[policy]"]
+            if list(pol["files"]) != ["policy.yaml"]:
+                out.append("files = [" + ", ".join(f'"{f}"' for f in pol["files"]) + "]")
+            if pol["conntrack_max"] is not None:
+                out.append(f'conntrack_max = {pol["conntrack_max"]}')
+            if pol["node_addresses"]:
+                out.append("node_addresses = [" +
+                           ", ".join(f'"{a}"' for a in pol["node_addresses"]) + "]")
+            if pol["namespaces"]:
+                out += ["", "[policy.namespaces]"]
+                out += [f"{toml_key(ns)} = {toml_labels(labels)}"
+                        for ns, labels in sorted(pol["namespaces"].items())]
+            for e in pol["endpoints"]:
+                out += ["", "[[policy.endpoint]]", f'ip = "{e["ip"]}"',
+                        f'namespace = "{e["namespace"]}"']
+                if e["labels"]:
+                    out.append(f'labels = {toml_labels(e["labels"])}')
 
         def table(header, per_port):
             lines = ["", header]
@@ -296,6 +328,22 @@ class Case:
             if name in self.inputs:
                 write_pcap(os.path.join(d, f"{name}.in.pcap"), self.inputs[name])
             write_pcap(os.path.join(d, f"{name}.expected.pcap"), self.outputs.get(name, []))
+        for fname, docs in (self.policy or {}).get("files", {}).items():
+            with open(os.path.join(d, fname), "w") as f:
+                f.write("---\n".join(docs))
+
+
+def toml_key(key):
+    """A TOML key: bare when it can be, quoted otherwise (label keys like a.b/c)."""
+    bare = key and all(ch.isalnum() or ch in "-_" for ch in key)
+    return key if bare else f'"{key}"'
+
+
+def toml_labels(labels):
+    """An inline TOML table of labels, keys sorted."""
+    if not labels:
+        return "{}"
+    return "{ " + ", ".join(f'{toml_key(k)} = "{v}"' for k, v in sorted(labels.items())) + " }"
 
 
 def write_pcap(path, records):
@@ -1479,6 +1527,724 @@ def ttl_expiry_before_encap(c):
                 udp(P1IP, NODE2_POD, 1432, ttl=1, id=0x1002)):
         c.tx("pod1", time_exceeded(c.rx("pod1", eth(GW_MAC, P1MAC, pkt))))
     c.drop("pod1", "ttl_expired", 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# NetworkPolicy and connection tracking (README 'NetworkPolicy and connection tracking')
+#
+# Pods get a namespace and labels, the case a [policy] table, policy.yaml holds Kubernetes
+# NetworkPolicy documents. Expected frames are the plain forwarding rules' (routed, switched,
+# encapsulated, decapsulated); a frame the policy rules deny has no output and counts
+# `policy_denied` on the port it arrived on.
+
+P3MAC, P3IP = "0a:58:0a:f4:01:04", "10.244.1.4"
+MACS = {"pod1": P1MAC, "pod2": P2MAC, "pod3": P3MAC, "host": HOST_MAC}
+DENIED = "policy_denied"
+
+
+def policy_topology(c, pod1, pod2, pod3=None, tunnels=False, conntrack_max=None,
+                    namespaces=None):
+    """Pods pod1, pod2 (and pod3 when given) as (namespace, labels), the host port (and, with
+    tunnels, the uplink and tunnels of tunnel_topology); policies on."""
+    if tunnels:
+        tunnel_topology(c)
+        for p, (ns, labels) in zip(c.ports, (pod1, pod2)):
+            p["namespace"], p["labels"] = ns, labels
+    else:
+        c.ports = [pod("pod1", P1MAC, P1IP, namespace=pod1[0], labels=pod1[1]),
+                   pod("pod2", P2MAC, P2IP, namespace=pod2[0], labels=pod2[1])]
+        if pod3 is not None:
+            c.ports.append(pod("pod3", P3MAC, P3IP, namespace=pod3[0], labels=pod3[1]))
+        c.ports.append(host())
+    c.policy = {"files": {}, "conntrack_max": conntrack_max, "namespaces": namespaces or {},
+                "endpoints": [], "node_addresses": [HOST_SRC_IP]}
+
+
+def netpol(c, name, spec, namespace="default", file="policy.yaml"):
+    """Add a NetworkPolicy document (spec: the YAML under `spec:`, any indentation) to `file`."""
+    body = textwrap.indent(textwrap.dedent(spec).strip("\n"), "  ")
+    c.policy["files"].setdefault(file, []).append(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n"
+        f"  name: {name}\n  namespace: {namespace}\nspec:\n{body}\n")
+
+
+def endpoint(c, ip, namespace, labels=None):
+    """A pod of another node, known to the policy inventory ([[policy.endpoint]])."""
+    c.policy["endpoints"].append({"ip": ip, "namespace": namespace, "labels": labels or {}})
+
+
+def route(c, src, pkt, to, after=0.001):
+    """`pkt` received on port `src` (pod or host) addressed to the gateway MAC. `to`: the port
+    its routed copy must leave on, or a drop reason counted on `src`."""
+    f = c.rx(src, eth(GW_MAC, MACS[src], pkt), after=after)
+    if to in MACS:
+        c.tx(to, routed(f, MACS[to]))
+    else:
+        c.drop(src, to)
+    return f
+
+
+def syn(src, dst, sport=41000, dport=8080, seq=1000, **ipkw):
+    return tcp(src, dst, flags="S", sport=sport, dport=dport, seq=seq, ack=0, **ipkw)
+
+
+def echo_answer(src, dst, n=56, ident=0x4242, seq=1, **ipkw):
+    """An ICMP echo reply as a pod sends it (not the switch's own reply)."""
+    return ip(src, dst, ICMP(type=0, code=0, id=ident, seq=seq) / Raw(data(n, 0x30)), **ipkw)
+
+
+def pod_icmp_error(src, dst, received, type, code, **ipkw):
+    """An ICMP error a pod sends about a frame it received: the quote is that packet's IPv4
+    header and its first 8 payload bytes, as received."""
+    hdr, payload = ip_parts(received)
+    return ip(src, dst, ICMP(type=type, code=code) / Raw(hdr + payload[:8]), flags=0, **ipkw)
+
+
+DENY_DB_INGRESS = """
+    podSelector:
+      matchLabels:
+        app: db
+    policyTypes:
+    - Ingress
+"""
+
+
+@case
+def policy_not_selected_allows(c):
+    """with policies in force, pods no policy selects (other labels, other namespace) pass all"""
+    policy_topology(c, ("default", {"app": "web"}), ("default", {"app": "client"}))
+    netpol(c, "deny-all", """
+        podSelector: {}
+        policyTypes:
+        - Ingress
+        - Egress
+    """, namespace="prod")
+    netpol(c, "db-deny-ingress", DENY_DB_INGRESS)
+    route(c, "pod2", syn(P2IP, P1IP), "pod1")
+    # a UDP "reply" and an echo reply nothing asked for: unselected pods are not protected
+    route(c, "pod1", udp(P1IP, P2IP, sport=5353, dport=40000, id=0x1001), "pod2")
+    route(c, "pod1", echo_answer(P1IP, P2IP, id=0x1002), "pod2")
+    c.tx("pod2", c.rx("pod1", eth(P2MAC, P1MAC, udp(P1IP, P2IP, id=0x1003))))    # switched
+    route(c, "host", udp(REMOTE_POD_IP, P1IP, id=0x3000), "pod1")
+    route(c, "pod1", udp(P1IP, HOST_SRC_IP, dport=53, id=0x1004), "host")
+
+
+@case
+def policy_default_deny_ingress(c):
+    """the documentation's default-deny-ingress: new flows into every pod are policy_denied"""
+    policy_topology(c, ("default", {"app": "web"}), ("default", {"app": "client"}))
+    netpol(c, "default-deny-ingress", """
+        podSelector: {}
+        policyTypes:
+        - Ingress
+    """)
+    route(c, "pod2", syn(P2IP, P1IP), DENIED)
+    route(c, "pod1", udp(P1IP, P2IP), DENIED)
+    c.rx("pod1", eth(P2MAC, P1MAC, udp(P1IP, P2IP, id=0x1001)))                 # switched
+    c.drop("pod1", DENIED)
+    route(c, "pod2", echo(P2IP, P1IP, id=0x2001), DENIED)
+    route(c, "host", udp(REMOTE_POD_IP, P1IP, id=0x3000), DENIED)     # cluster source via host
+    # egress is not covered: a pod reaches the node; the gateway still answers its ping
+    route(c, "pod1", udp(P1IP, HOST_SRC_IP, dport=53, id=0x1002), "host")
+    c.tx("pod1", echo_reply(c.rx("pod1", eth(GW_MAC, P1MAC, echo(P1IP, GW_IP, id=0x1003)))))
+    c.count("pod1", "icmp_echo_replies")
+
+
+@case
+def policy_default_deny_egress(c):
+    """the documentation's default-deny-egress: new flows out of every pod are policy_denied"""
+    policy_topology(c, ("default", {"app": "web"}), ("default", {"app": "client"}))
+    netpol(c, "default-deny-egress", """
+        podSelector: {}
+        policyTypes:
+        - Egress
+    """)
+    route(c, "pod1", udp(P1IP, P2IP), DENIED)
+    c.rx("pod1", eth(P2MAC, P1MAC, udp(P1IP, P2IP, id=0x1001)))                 # switched
+    c.drop("pod1", DENIED)
+    route(c, "pod1", udp(P1IP, HOST_SRC_IP, dport=53, id=0x1002), DENIED)
+    route(c, "pod2", syn(P2IP, P1IP, id=0x2000), DENIED)
+    # the switch's own answers are not judged
+    c.tx("pod1", arp_answer(c.rx("pod1", arp_request(P1MAC, P1IP, GW_IP)), GW_MAC))
+    c.tx("pod1", echo_reply(c.rx("pod1", eth(GW_MAC, P1MAC, echo(P1IP, GW_IP, id=0x1003)))))
+    c.count("pod1", "arp_replies")
+    c.count("pod1", "icmp_echo_replies")
+    # ingress is not covered; the reply of an accepted connection passes the egress policy
+    route(c, "host", syn(REMOTE_POD_IP, P1IP, dport=80, id=0x3000), "pod1")
+    route(c, "pod1", tcp(P1IP, REMOTE_POD_IP, flags="SA", sport=80, dport=41000, seq=7000,
+                         ack=1001, id=0x1004), "host")
+
+
+@case
+def policy_allow_pod_label(c):
+    """ingress from podSelector app=api: api pods (local, remote) pass any protocol; others not"""
+    policy_topology(c, ("default", {"app": "db"}), ("default", {"app": "api"}),
+                    ("default", {"app": "web"}))
+    endpoint(c, REMOTE_POD_IP, "default", {"app": "api"})
+    netpol(c, "db-from-api", """
+        podSelector:
+          matchLabels:
+            app: db
+        ingress:
+        - from:
+          - podSelector:
+              matchLabels:
+                app: api
+    """)
+    route(c, "pod2", syn(P2IP, P1IP, dport=5432), "pod1")
+    route(c, "pod2", udp(P2IP, P1IP, id=0x2001), "pod1")
+    route(c, "pod2", echo(P2IP, P1IP, id=0x2002), "pod1")
+    route(c, "pod3", syn(P3IP, P1IP, dport=5432, id=0x3000), DENIED)
+    route(c, "host", syn(REMOTE_POD_IP, P1IP, dport=5432, id=0x4000), "pod1")
+    route(c, "host", syn("10.244.2.6", P1IP, dport=5432, id=0x4001), DENIED)  # not an endpoint
+    route(c, "pod1", udp(P1IP, P3IP, id=0x1000), "pod3")              # egress not selected
+
+
+@case
+def policy_pod_selector_own_namespace(c):
+    """a podSelector peer only matches pods of the policy's namespace, even with the right label"""
+    policy_topology(c, ("default", {"app": "db"}), ("other", {"app": "api"}))
+    endpoint(c, REMOTE_POD_IP, "other", {"app": "api"})
+    endpoint(c, "10.244.2.6", "default", {"app": "api"})
+    netpol(c, "db-from-api", """
+        podSelector:
+          matchLabels:
+            app: db
+        ingress:
+        - from:
+          - podSelector:
+              matchLabels:
+                app: api
+    """)
+    route(c, "pod2", syn(P2IP, P1IP, dport=5432), DENIED)
+    route(c, "host", syn(REMOTE_POD_IP, P1IP, dport=5432, id=0x4000), DENIED)
+    route(c, "host", syn("10.244.2.6", P1IP, dport=5432, id=0x4001), "pod1")
+
+
+@case
+def policy_namespace_selector(c):
+    """namespaceSelector by namespace label and by kubernetes.io/metadata.name, local and remote"""
+    policy_topology(c, ("default", {"app": "db"}), ("prod", {"app": "api"}),
+                    ("default", {"app": "api"}),
+                    namespaces={"prod": {"team": "a"}, "dev": {"team": "b"}})
+    endpoint(c, REMOTE_POD_IP, "prod")
+    endpoint(c, "10.244.2.6", "dev", {"app": "api"})
+    endpoint(c, "10.244.2.7", "monitoring", {"app": "prometheus"})
+    netpol(c, "db-from-team-a", """
+        podSelector:
+          matchLabels:
+            app: db
+        ingress:
+        - from:
+          - namespaceSelector:
+              matchLabels:
+                team: a
+        - from:
+          - namespaceSelector:
+              matchLabels:
+                kubernetes.io/metadata.name: monitoring
+          ports:
+          - protocol: TCP
+            port: 9100
+    """)
+    route(c, "pod2", syn(P2IP, P1IP, dport=5432), "pod1")                 # prod: team=a
+    route(c, "pod3", syn(P3IP, P1IP, dport=5432, id=0x3000), DENIED)      # default: no team
+    route(c, "host", syn(REMOTE_POD_IP, P1IP, dport=5432, id=0x4000), "pod1")
+    route(c, "host", syn("10.244.2.6", P1IP, dport=5432, id=0x4001), DENIED)        # dev
+    route(c, "host", syn("10.244.2.7", P1IP, dport=9100, id=0x4002), "pod1")        # monitoring
+    route(c, "host", syn("10.244.2.7", P1IP, dport=80, id=0x4003), DENIED)
+
+
+@case
+def policy_namespace_and_pod_selector(c):
+    """namespaceSelector and podSelector in one peer: both must match (team=a and app=api)"""
+    policy_topology(c, ("default", {"app": "db"}), ("prod", {"app": "api"}),
+                    ("prod", {"app": "web"}),
+                    namespaces={"prod": {"team": "a"}, "dev": {"team": "b"}})
+    endpoint(c, REMOTE_POD_IP, "dev", {"app": "api"})
+    endpoint(c, "10.244.2.6", "prod", {"app": "api"})
+    endpoint(c, "10.244.2.7", "default", {"app": "api"})
+    netpol(c, "db-from-team-a-api", """
+        podSelector:
+          matchLabels:
+            app: db
+        ingress:
+        - from:
+          - namespaceSelector:
+              matchLabels:
+                team: a
+            podSelector:
+              matchLabels:
+                app: api
+    """)
+    route(c, "pod2", syn(P2IP, P1IP, dport=5432), "pod1")
+    route(c, "pod3", syn(P3IP, P1IP, dport=5432, id=0x3000), DENIED)      # team=a, app=web
+    route(c, "host", syn(REMOTE_POD_IP, P1IP, dport=5432, id=0x4000), DENIED)   # team=b
+    route(c, "host", syn("10.244.2.6", P1IP, dport=5432, id=0x4001), "pod1")
+    route(c, "host", syn("10.244.2.7", P1IP, dport=5432, id=0x4002), DENIED)    # no team
+
+
+@case
+def policy_ipblock_except(c):
+    """ipBlock with except, ingress (pod and host-port sources) and egress (node network)"""
+    policy_topology(c, ("default", {"app": "db"}), ("default", {"app": "api"}))
+    netpol(c, "db-blocks", """
+        podSelector:
+          matchLabels:
+            app: db
+        policyTypes:
+        - Ingress
+        - Egress
+        ingress:
+        - from:
+          - ipBlock:
+              cidr: 10.244.0.0/16
+              except:
+              - 10.244.2.0/24
+        egress:
+        - to:
+          - ipBlock:
+              cidr: 192.168.1.0/24
+              except:
+              - 192.168.1.128/25
+    """)
+    route(c, "pod2", syn(P2IP, P1IP, dport=5432), "pod1")
+    route(c, "host", syn("10.244.4.9", P1IP, dport=5432, id=0x4000), "pod1")
+    route(c, "host", syn("10.244.2.9", P1IP, dport=5432, id=0x4001), DENIED)   # excepted
+    route(c, "pod1", udp(P1IP, HOST_SRC_IP, dport=53), "host")
+    route(c, "pod1", udp(P1IP, "192.168.1.200", dport=53, id=0x1001), DENIED)  # excepted
+    route(c, "pod1", udp(P1IP, P2IP, id=0x1002), DENIED)                # not in the egress block
+    # the reply to pod2's connection passes the egress policy
+    route(c, "pod1", tcp(P1IP, P2IP, flags="SA", sport=5432, dport=41000, seq=7000, ack=1001,
+                         id=0x1003), "pod2")
+
+
+@case
+def policy_port_range(c):
+    """TCP port 32000 endPort 32768 and UDP 53: inside and both edges pass; outside and other
+    protocols (UDP 32000, TCP 53, ICMP) are denied"""
+    policy_topology(c, ("default", {"app": "db"}), ("default", {"app": "api"}))
+    netpol(c, "db-ports", """
+        podSelector:
+          matchLabels:
+            app: db
+        ingress:
+        - ports:
+          - protocol: TCP
+            port: 32000
+            endPort: 32768
+          - protocol: UDP
+            port: 53
+    """)
+    for i, (pkt, to) in enumerate((
+            (syn(P2IP, P1IP, dport=31999), DENIED),
+            (syn(P2IP, P1IP, dport=32000), "pod1"),
+            (syn(P2IP, P1IP, dport=32400), "pod1"),
+            (syn(P2IP, P1IP, dport=32768), "pod1"),
+            (syn(P2IP, P1IP, dport=32769), DENIED),
+            (udp(P2IP, P1IP, dport=32000), DENIED),
+            (udp(P2IP, P1IP, dport=53), "pod1"),
+            (syn(P2IP, P1IP, dport=53), DENIED),
+            (echo(P2IP, P1IP), DENIED))):
+        pkt.id = 0x2000 + i
+        route(c, "pod2", pkt, to)
+
+
+@case
+def policy_tcp_reply(c):
+    """a connection the policy allowed passes both ways (handshake, data, FIN) though the server
+    may not send new flows; a new connection from the server is denied"""
+    policy_topology(c, ("default", {"app": "client"}), ("default", {"app": "web"}))
+    netpol(c, "web", """
+        podSelector:
+          matchLabels:
+            app: web
+        policyTypes:
+        - Ingress
+        - Egress
+        ingress:
+        - from:
+          - podSelector:
+              matchLabels:
+                app: client
+          ports:
+          - protocol: TCP
+            port: 8080
+    """)
+    conv = [("pod1", "S", 1000, 0, b""), ("pod2", "SA", 5000, 1001, b""),
+            ("pod1", "A", 1001, 5001, b""), ("pod1", "PA", 1001, 5001, b"GET / HTTP/1.1\r\n\r\n"),
+            ("pod2", "PA", 5001, 1019, b"HTTP/1.1 200 OK\r\n\r\n"), ("pod2", "FA", 5020, 1019, b""),
+            ("pod1", "FA", 1019, 5021, b""), ("pod2", "A", 5021, 1020, b"")]
+    for i, (side, flags, seq, ack, payload) in enumerate(conv):
+        if side == "pod1":
+            pkt = tcp(P1IP, P2IP, payload, flags=flags, seq=seq, ack=ack, id=0x1000 + i)
+            route(c, "pod1", pkt, "pod2")
+        else:
+            pkt = tcp(P2IP, P1IP, payload, flags=flags, sport=8080, dport=41000, seq=seq,
+                      ack=ack, id=0x2000 + i)
+            route(c, "pod2", pkt, "pod1")
+    route(c, "pod2", syn(P2IP, P1IP, sport=42000, dport=8080, id=0x2010), DENIED)   # egress
+    route(c, "pod1", syn(P1IP, P2IP, sport=41001, dport=9090, id=0x1010), DENIED)   # port
+
+
+@case
+def policy_reply_without_connection(c):
+    """a SYN-ACK, UDP or echo reply toward a protected pod without a prior connection is judged
+    as new and denied; the real reply of a tracked UDP flow passes"""
+    policy_topology(c, ("default", {"app": "db"}), ("default", {"app": "api"}))
+    netpol(c, "db-deny-ingress", DENY_DB_INGRESS)
+    route(c, "pod2", tcp(P2IP, P1IP, flags="SA", sport=8080, dport=41000, seq=5000, ack=1001),
+          DENIED)
+    route(c, "pod2", udp(P2IP, P1IP, sport=5000, dport=40000, id=0x2001), DENIED)
+    route(c, "pod2", echo_answer(P2IP, P1IP, id=0x2002), DENIED)
+    route(c, "pod1", udp(P1IP, P2IP, sport=40000, dport=5000), "pod2")
+    route(c, "pod2", udp(P2IP, P1IP, sport=5000, dport=40000, id=0x2003), "pod1")
+    route(c, "pod2", udp(P2IP, P1IP, sport=5001, dport=40000, id=0x2004), DENIED)  # other port
+
+
+@case
+def policy_icmp_related(c):
+    """ICMP errors quoting a tracked flow pass as related (policy_related); one quoting an
+    unknown flow is a new ICMP flow and denied"""
+    policy_topology(c, ("default", {"app": "db"}), ("default", {"app": "api"}))
+    netpol(c, "db-deny-ingress", DENY_DB_INGRESS)
+    u = route(c, "pod1", udp(P1IP, P2IP, sport=40000, dport=5000), "pod2")
+    route(c, "pod2", pod_icmp_error(P2IP, P1IP, routed(u, P2MAC), 3, 3, id=0x2000), "pod1")
+    t = route(c, "pod1", syn(P1IP, P2IP, dport=9, id=0x1001), "pod2")
+    route(c, "pod2", pod_icmp_error(P2IP, P1IP, routed(t, P2MAC), 3, 13, id=0x2001), "pod1")
+    c.count("pod2", "policy_related", 2)
+    never = routed(eth(GW_MAC, P1MAC, udp(P1IP, P2IP, sport=40001, dport=5001, id=0x1002)),
+                   P2MAC)
+    route(c, "pod2", pod_icmp_error(P2IP, P1IP, never, 3, 3, id=0x2002), DENIED)
+
+
+@case
+def policy_egress(c):
+    """egress rules: pods by label on a port, an ipBlock on UDP 53; other destinations denied;
+    replies to connections into the pod still pass"""
+    policy_topology(c, ("default", {"app": "client"}), ("default", {"app": "web"}),
+                    ("default", {"app": "db"}))
+    netpol(c, "client-egress", """
+        podSelector:
+          matchLabels:
+            app: client
+        policyTypes:
+        - Egress
+        egress:
+        - to:
+          - podSelector:
+              matchLabels:
+                app: web
+          ports:
+          - protocol: TCP
+            port: 8080
+        - to:
+          - ipBlock:
+              cidr: 192.168.1.0/24
+          ports:
+          - protocol: UDP
+            port: 53
+    """)
+    route(c, "pod1", syn(P1IP, P2IP, dport=8080), "pod2")
+    route(c, "pod1", syn(P1IP, P2IP, sport=41001, dport=9090, id=0x1001), DENIED)
+    route(c, "pod1", syn(P1IP, P3IP, sport=41002, dport=8080, id=0x1002), DENIED)
+    route(c, "pod1", udp(P1IP, "192.168.1.53", dport=53, id=0x1003), "host")
+    route(c, "pod1", udp(P1IP, "192.168.2.53", dport=53, id=0x1004), DENIED)
+    route(c, "pod1", echo(P1IP, P2IP, id=0x1005), DENIED)
+    route(c, "pod2", tcp(P2IP, P1IP, flags="SA", sport=8080, dport=41000, seq=5000, ack=1001,
+                         id=0x2000), "pod1")
+    route(c, "pod3", syn(P3IP, P1IP, sport=43000, dport=22, id=0x3000), "pod1")   # ingress open
+    route(c, "pod1", tcp(P1IP, P3IP, flags="SA", sport=22, dport=43000, seq=9000, ack=1001,
+                         id=0x1006), "pod3")
+
+
+@case
+def policy_tunnel_ingress(c):
+    """ingress judged on decapsulated traffic: VXLAN and IPIP sources by endpoint labels;
+    replies are encapsulated"""
+    policy_topology(c, ("default", {"app": "db"}), ("default", {"app": "web"}), tunnels=True)
+    endpoint(c, NODE2_POD, "default", {"app": "frontend"})
+    endpoint(c, "10.244.2.6", "default", {"app": "batch"})
+    endpoint(c, NODE3_POD, "default", {"app": "frontend"})
+    netpol(c, "db-from-frontend", """
+        podSelector:
+          matchLabels:
+            app: db
+        ingress:
+        - from:
+          - podSelector:
+              matchLabels:
+                app: frontend
+    """)
+    pkt = bytes(syn(NODE2_POD, P1IP, dport=6379, ttl=63))
+    c.rx("uplink", vxlan_in(from_node2(pkt)))
+    c.tx("pod1", decapsulated(pkt, P1MAC))
+    reply = c.rx("pod1", eth(GW_MAC, P1MAC, tcp(P1IP, NODE2_POD, flags="SA", sport=6379,
+                                                  dport=41000, seq=5000, ack=1001)))
+    c.tx("uplink", encap_vxlan(c, reply))
+    pkt = bytes(udp("10.244.2.6", P1IP, 100, ttl=63, id=0x2000))            # app=batch
+    c.rx("uplink", vxlan_in(from_node2(pkt), ident=0x7001))
+    c.drop("uplink", DENIED)
+    pkt = bytes(udp(NODE3_POD, P1IP, 100, ttl=63, id=0x3000))
+    c.rx("uplink", ipip_in(pkt, ident=0x7002))
+    c.tx("pod1", decapsulated(pkt, P1MAC))
+    pkt = bytes(udp("10.244.3.6", P1IP, 100, ttl=63, id=0x3001))            # not an endpoint
+    c.rx("uplink", ipip_in(pkt, ident=0x7003))
+    c.drop("uplink", DENIED)
+    c.rx("uplink", eth(UPLINK_MAC, NODE3["next_hop_mac"],                   # host-gw style
+                       udp("10.244.3.6", P1IP, 100, ttl=63, id=0x3002)))
+    c.drop("uplink", DENIED)
+    pkt = bytes(udp("10.244.2.6", P2IP, 100, ttl=63, id=0x2001))            # pod2: unselected
+    c.rx("uplink", vxlan_in(from_node2(pkt), ident=0x7004))
+    c.tx("pod2", decapsulated(pkt, P2MAC))
+    c.tx("uplink", encap_ipip(c, c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, NODE3_POD,
+                                                                       id=0x1001)))))
+
+
+@case
+def policy_conntrack_full(c):
+    """conntrack_max = 4 (one bucket): with four replied flows a fifth new flow (UDP, TCP, ICMP
+    echo) is dropped as conntrack_full; the tracked flows keep working"""
+    policy_topology(c, ("default", {"app": "db"}), ("default", {"app": "api"}), conntrack_max=4)
+    netpol(c, "db-deny-ingress", DENY_DB_INGRESS)
+    for p in (5001, 5002, 5003, 5004):
+        route(c, "pod1", udp(P1IP, P2IP, sport=40000, dport=p, id=0x1000 + p - 5000), "pod2")
+    for p in (5001, 5002, 5003, 5004):
+        route(c, "pod2", udp(P2IP, P1IP, sport=p, dport=40000, id=0x2000 + p - 5000), "pod1")
+    route(c, "pod1", udp(P1IP, P2IP, sport=40000, dport=5005, id=0x1005), "conntrack_full")
+    route(c, "pod1", syn(P1IP, P2IP, id=0x1006), "conntrack_full")
+    route(c, "pod1", echo(P1IP, P2IP, id=0x1007), "conntrack_full")
+    route(c, "pod1", udp(P1IP, P2IP, sport=40000, dport=5001, id=0x1008), "pod2")
+    route(c, "pod2", udp(P2IP, P1IP, sport=5005, dport=40000, id=0x2005), DENIED)  # not tracked
+
+
+@case
+def policy_conntrack_evict(c):
+    """a new flow in a full bucket evicts the unreplied flow expiring first (conntrack_evicted);
+    the evicted flow's late reply is then judged and denied"""
+    policy_topology(c, ("default", {"app": "db"}), ("default", {"app": "api"}), conntrack_max=4)
+    netpol(c, "db-deny-ingress", DENY_DB_INGRESS)
+
+    def out(p, ident, to="pod2"):
+        route(c, "pod1", udp(P1IP, P2IP, sport=40000, dport=p, id=ident), to, after=1)
+
+    def back(p, ident, to="pod1"):
+        route(c, "pod2", udp(P2IP, P1IP, sport=p, dport=40000, id=ident), to, after=1)
+
+    # flows A..D one second apart, each in its own batch: A and C replied, B and D not
+    out(5001, 0x1001)
+    back(5001, 0x2001)
+    out(5002, 0x1002)
+    back(5001, 0x2002)
+    out(5003, 0x1003)
+    back(5003, 0x2003)
+    out(5004, 0x1004)
+    back(5003, 0x2004)
+    out(5005, 0x1005)                 # E evicts B (unreplied, expires before D)
+    c.count("pod1", "conntrack_evicted")
+    back(5002, 0x2005, DENIED)        # B's reply: no connection any more
+    back(5004, 0x2006)                # D is still tracked
+    back(5005, 0x2007)
+    out(5006, 0x1006, "conntrack_full")     # A, C, D, E all replied
+
+
+@case
+def policy_external_client_via_host(c):
+    """a client outside the cluster reaching a pod through the host port (a Service DNAT-ed by
+    the node) is judged at ingress by ipBlock; only the node's own addresses are node traffic"""
+    policy_topology(c, ("default", {"app": "web"}), ("default", {"app": "api"}))
+    netpol(c, "web-from-lan", """
+        podSelector:
+          matchLabels:
+            app: web
+        ingress:
+        - from:
+          - ipBlock:
+              cidr: 192.168.50.0/24
+              except:
+              - 192.168.50.128/25
+          ports:
+          - port: 8080
+    """)
+    route(c, "host", syn("192.168.50.7", P1IP, sport=50000), "pod1")
+    route(c, "pod1", tcp(P1IP, "192.168.50.7", flags="SA", sport=8080, dport=50000, seq=5000,
+                         ack=1001), "host")
+    route(c, "host", syn("192.168.50.200", P1IP, sport=50001, id=0x3001), DENIED)
+    route(c, "host", syn("192.168.60.7", P1IP, sport=50002, id=0x3002), DENIED)
+    route(c, "host", syn("192.168.50.7", P1IP, sport=50003, dport=22, id=0x3003), DENIED)
+    route(c, "host", syn(HOST_SRC_IP, P1IP, sport=50004, dport=22, id=0x3004), "pod1")
+    route(c, "host", syn("192.168.60.7", P2IP, sport=50005, id=0x3005), "pod2")
+
+
+@case
+def policy_node_to_pod(c):
+    """traffic from the node (host port, non-cluster source) reaches a pod denying all, and the
+    pod's replies pass; the pod's own new flows and cluster sources are denied"""
+    policy_topology(c, ("default", {"app": "db"}), ("default", {"app": "api"}))
+    netpol(c, "db-deny-all", """
+        podSelector:
+          matchLabels:
+            app: db
+        policyTypes:
+        - Ingress
+        - Egress
+    """)
+    route(c, "host", syn(HOST_SRC_IP, P1IP, sport=50000, dport=8080), "pod1")
+    route(c, "pod1", tcp(P1IP, HOST_SRC_IP, flags="SA", sport=8080, dport=50000, seq=5000,
+                         ack=1001, id=0x1000), "host")
+    route(c, "host", tcp(HOST_SRC_IP, P1IP, flags="A", sport=50000, dport=8080, seq=1001,
+                         ack=5001, id=0x3001), "pod1")
+    route(c, "host", echo(HOST_SRC_IP, P1IP, id=0x3002), "pod1")
+    route(c, "pod1", echo_answer(P1IP, HOST_SRC_IP, id=0x1001), "host")
+    route(c, "pod1", udp(P1IP, HOST_SRC_IP, dport=53, id=0x1002), DENIED)
+    route(c, "host", syn(REMOTE_POD_IP, P1IP, sport=50001, id=0x3003), DENIED)
+
+
+K8S_DOCS_EXAMPLE = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: test-network-policy
+  namespace: default
+spec:
+  podSelector:
+    matchLabels:
+      role: db
+  policyTypes:
+  - Ingress
+  - Egress
+  ingress:
+  - from:
+    - ipBlock:
+        cidr: 172.17.0.0/16
+        except:
+        - 172.17.1.0/24
+    - namespaceSelector:
+        matchLabels:
+          project: myproject
+    - podSelector:
+        matchLabels:
+          role: frontend
+    ports:
+    - protocol: TCP
+      port: 6379
+  egress:
+  - to:
+    - ipBlock:
+        cidr: 10.0.0.0/24
+    ports:
+    - protocol: TCP
+      port: 5978
+"""
+
+
+@case
+def policy_k8s_docs_example(c):
+    """the Kubernetes documentation's test-network-policy, verbatim: ipBlock with except,
+    namespaceSelector, podSelector on TCP 6379; egress to 10.0.0.0/24 on TCP 5978"""
+    policy_topology(c, ("default", {"role": "db"}), ("default", {"role": "frontend"}),
+                    tunnels=True, namespaces={"myproject": {"project": "myproject"}})
+    endpoint(c, NODE2_POD, "myproject")
+    endpoint(c, "10.244.2.6", "other", {"role": "frontend"})
+    c.policy["files"]["policy.yaml"] = [K8S_DOCS_EXAMPLE]
+    # ipBlock: a client of the 172.17.0.0/16 network routed to us on the uplink (host-gw)
+    f = c.rx("uplink", eth(UPLINK_MAC, NODE2["next_hop_mac"],
+                           syn("172.17.0.9", P1IP, dport=6379, ttl=63, id=0x7000)))
+    c.tx("pod1", routed(f, P1MAC))
+    c.rx("uplink", eth(UPLINK_MAC, NODE2["next_hop_mac"],
+                       syn("172.17.1.9", P1IP, dport=6379, ttl=63, id=0x7001)))
+    c.drop("uplink", DENIED)
+    # namespaceSelector project=myproject; a role=frontend pod of another namespace
+    pkt = bytes(syn(NODE2_POD, P1IP, dport=6379, ttl=63, id=0x2000))
+    c.rx("uplink", vxlan_in(from_node2(pkt), ident=0x7002))
+    c.tx("pod1", decapsulated(pkt, P1MAC))
+    pkt = bytes(syn("10.244.2.6", P1IP, dport=6379, ttl=63, id=0x2001))
+    c.rx("uplink", vxlan_in(from_node2(pkt), ident=0x7003))
+    c.drop("uplink", DENIED)
+    # podSelector role=frontend: TCP 6379 only
+    route(c, "pod2", syn(P2IP, P1IP, dport=6379), "pod1")
+    route(c, "pod2", syn(P2IP, P1IP, sport=41001, dport=6380, id=0x1001), DENIED)
+    route(c, "pod2", udp(P2IP, P1IP, dport=6379, id=0x1002), DENIED)
+    # egress: replies pass; new flows only to 10.0.0.0/24 TCP 5978
+    route(c, "pod1", tcp(P1IP, P2IP, flags="SA", sport=6379, dport=41000, seq=5000, ack=1001),
+          "pod2")
+    route(c, "pod1", tcp(P1IP, "172.17.0.9", flags="SA", sport=6379, dport=41000, seq=6000,
+                         ack=1001, id=0x1001), "host")
+    route(c, "pod1", syn(P1IP, "10.0.0.7", sport=42000, dport=5978, id=0x1002), "host")
+    route(c, "pod1", syn(P1IP, "10.0.0.7", sport=42001, dport=5979, id=0x1003), DENIED)
+    route(c, "pod1", syn(P1IP, "10.0.1.7", sport=42002, dport=5978, id=0x1004), DENIED)
+    route(c, "pod1", udp(P1IP, P2IP, id=0x1005), DENIED)
+
+
+@case
+def policy_udp_expiry(c):
+    """an unreplied UDP flow lives 30 s (a reply at +31 s is judged and denied), a replied one
+    120 s after its last frame"""
+    policy_topology(c, ("default", {"app": "db"}), ("default", {"app": "api"}))
+    netpol(c, "db-deny-ingress", DENY_DB_INGRESS)
+    t0 = c.clock + 1000
+    route(c, "pod1", udp(P1IP, P2IP, sport=40000, dport=5001), "pod2")           # A, now = t0
+    route(c, "pod1", udp(P1IP, P2IP, sport=40000, dport=5002, id=0x1001), "pod2")   # B, same batch
+    route(c, "pod2", udp(P2IP, P1IP, sport=5002, dport=40000, id=0x2000), "pod1",
+          after=29 - 0.001)                                                         # B at +29 s
+    # pod1 frames between pod2's keep every pod2 frame in a batch of its own (now = its time)
+    route(c, "pod1", udp(P1IP, P2IP, sport=40000, dport=5003, id=0x1002), "pod2", after=1)
+    route(c, "pod2", udp(P2IP, P1IP, sport=5001, dport=40000, id=0x2001), DENIED, after=1)
+    assert c.clock - t0 == 31_000_000                                               # A at +31 s
+    route(c, "pod1", udp(P1IP, P2IP, sport=40000, dport=5003, id=0x1003), "pod2", after=69)
+    route(c, "pod2", udp(P2IP, P1IP, sport=5002, dport=40000, id=0x2002), "pod1", after=48)
+    assert c.clock - t0 == 148_000_000            # B at +148 s: 119 s after its last frame
+    route(c, "pod1", udp(P1IP, P2IP, sport=40000, dport=5003, id=0x1004), "pod2", after=60)
+    route(c, "pod2", udp(P2IP, P1IP, sport=5002, dport=40000, id=0x2003), DENIED, after=61)
+    assert c.clock - t0 == 269_000_000            # B at +269 s: 121 s after its last frame
+
+
+@case
+def policy_fragments(c):
+    """non-first fragments carry no ports: only a rule without ports allows them"""
+    policy_topology(c, ("default", {"app": "db"}), ("default", {"app": "api"}),
+                    ("default", {"app": "admin"}))
+    netpol(c, "db-ingress", """
+        podSelector:
+          matchLabels:
+            app: db
+        ingress:
+        - from:
+          - podSelector:
+              matchLabels:
+                app: api
+          ports:
+          - protocol: UDP
+            port: 5000
+        - from:
+          - podSelector:
+              matchLabels:
+                app: admin
+    """)
+    for port, src, ident, to in (("pod2", P2IP, 0x2000, DENIED), ("pod3", P3IP, 0x3000, "pod1")):
+        whole = bytes(udp(src, P1IP, 1000))[20:]
+        first = ip(src, P1IP, Raw(whole[:504]), flags="MF", frag=0, id=ident, proto=17)
+        rest = ip(src, P1IP, Raw(whole[504:]), flags=0, frag=504 // 8, id=ident, proto=17)
+        route(c, port, first, "pod1")
+        route(c, port, rest, to)
+
+
+@case
+def policy_before_limits(c):
+    """policy is applied before TTL and MTU: a denied packet gets no ICMP error; an allowed one
+    does, and the switch's own ICMP errors reach a pod whose ingress denies all"""
+    policy_topology(c, ("default", {"app": "db"}), ("default", {"app": "api"}))
+    for p in c.ports[:2]:
+        p["mtu"] = 1400
+    netpol(c, "db-deny-ingress", DENY_DB_INGRESS)
+    route(c, "pod2", udp(P2IP, P1IP, ttl=1), DENIED)
+    route(c, "pod2", udp(P2IP, P1IP, 1400, id=0x2001), DENIED)      # 1428 > 1400, DF
+    f = c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, P2IP, ttl=1, id=0x1000)))
+    c.tx("pod1", time_exceeded(f))
+    f = c.rx("pod1", eth(GW_MAC, P1MAC, udp(P1IP, P2IP, 1400, id=0x1001)))
+    c.tx("pod1", frag_needed(f, 1400))
+    c.drop("pod1", "ttl_expired")
+    c.drop("pod1", "fragmentation_needed")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,8 +11,13 @@
 //! come out on the expected port (encapsulated frames must also decapsulate again): a benchmark
 //! of the drop path by mistake would report fine-looking numbers.
 //!
+//! The "acl" group measures the NetworkPolicy stage on routed pod1 -> pod2 UDP batches with no
+//! policy, one rule and 10,000 rules selecting pod2 (the allowing rule last), for established
+//! flows (conntrack hits), new flows every batch (conntrack inserts, flow cache hits) and, to show
+//! what the flow cache saves, new destination ports every batch (every packet classified).
+//!
 //! Run: `cargo bench -p vswitch --bench pipeline` (add `-- --quick` for a run of seconds, or a
-//! filter such as `-- vxlan`). Not a test: nothing here asserts a speed.
+//! filter such as `-- vxlan` or `-- acl`). Not a test: nothing here asserts a speed.
 
 use criterion::{Criterion, Throughput};
 use std::hint::black_box;
@@ -22,8 +27,12 @@ use std::time::{Duration, Instant};
 use vswitch::frame::{Desc, FrameArena, FrameLayout};
 use vswitch::mac::MacAddr;
 use vswitch::pipeline::{Pipeline, PipelineConfig, MAX_BATCH};
+use vswitch::policy::flow_cache::CacheStats;
+use vswitch::policy::selector::{Expr, Operator, Selector};
+use vswitch::policy::{Direction, Endpoint, Inventory, Judgement, Peer, Policy, PolicySet, Rule};
 use vswitch::port::memory::MemoryPort;
 use vswitch::port::Port;
+use vswitch::reason::Event;
 use vswitch::stats::WorkerStats;
 use vswitch::tables::{PortId, PortInfo, PortKind, SwitchConfig, Tables, TunnelEntry};
 use vswitch::testing::*;
@@ -177,15 +186,36 @@ fn ipip_from_node3() -> Vec<Vec<u8>> {
 
 /// A port that receives the same pre-built frames on every burst, copying them into free arena
 /// frames as a real port's receive fills them. It transmits nothing.
-struct Replay(Vec<Vec<u8>>);
+struct Replay {
+    frames: Vec<Vec<u8>>,
+    /// When set, every received copy gets a fresh big-endian `u16` at this offset (a UDP port:
+    /// each frame a new flow; UDP checksums are 0, so nothing else changes).
+    vary: Option<Vary>,
+}
+
+/// A counter written into each received frame.
+struct Vary {
+    at: usize,
+    next: u16,
+}
+
+impl Replay {
+    fn new(frames: Vec<Vec<u8>>) -> Replay {
+        Replay { frames, vary: None }
+    }
+}
 
 impl Port for Replay {
     fn rx_burst(&mut self, arena: &mut FrameArena, out: &mut [Desc]) -> usize {
         let mut n = 0;
-        for (slot, frame) in out.iter_mut().zip(&self.0) {
+        for (slot, frame) in out.iter_mut().zip(&self.frames) {
             match arena.alloc_copy(frame) {
                 Some(d) => *slot = d,
                 None => break,
+            }
+            if let Some(v) = &mut self.vary {
+                arena.data_mut(*slot)[v.at..v.at + 2].copy_from_slice(&v.next.to_be_bytes());
+                v.next = v.next.wrapping_add(1);
             }
             n += 1;
         }
@@ -302,10 +332,7 @@ fn cases() -> Vec<Case> {
                 )
             },
         },
-        // ACL with 1 and 10k rules (issue 5, item 5): NetworkPolicy ACLs do not exist in the
-        // engine yet. When they land, add two cases here: pod1 -> pod2 routed frames through a
-        // table of 1 and of 10_000 rules whose match is the last rule (and the flow's first
-        // packet, if the ACL is stateful, measured apart from established ones).
+        // ACL with 1 and 10k rules (issue 5, item 5): see `acl_cases` and the "acl" group.
     ]
 }
 
@@ -327,6 +354,8 @@ struct Rig {
     sinks: Vec<Option<Sink>>,
     rx: [Desc; BATCH],
     now: u64,
+    /// Nanoseconds the clock advances per batch.
+    tick: u64,
 }
 
 impl Rig {
@@ -335,12 +364,30 @@ impl Rig {
             tables: tunnel_tables(),
             pipeline: Pipeline::new(PipelineConfig::default(), Arc::new(WorkerStats::default())),
             arena: FrameArena::with_heap(FrameLayout::DEFAULT, 2 * BATCH).unwrap(),
-            input: Replay(frames),
+            input: Replay::new(frames),
             in_port,
             sinks: (0..4).map(|_| Some(Sink)).collect(),
             rx: [Desc::default(); BATCH],
             now: 0,
+            tick: 1_000,
         }
+    }
+
+    /// pod1 -> pod2 routed UDP batches under `case`'s policy and flows.
+    fn acl(case: &AclCase) -> Rig {
+        let mut rig = Rig::new(POD1, udp_batch(POD1_MAC, GW_MAC, POD1_IP, POD2_IP));
+        if case.rules > 0 {
+            rig.tables.policy = acl_policy(case.rules);
+        }
+        rig.input.vary = match case.flows {
+            Flows::Established => None,
+            Flows::New => Some(Vary { at: 34, next: 0 }),
+            Flows::Uncached => Some(Vary { at: 36, next: 0 }),
+        };
+        if case.flows != Flows::Established {
+            rig.tick = NEW_FLOW_TICK;
+        }
+        rig
     }
 
     /// Receive, process, transmit: one full batch.
@@ -349,7 +396,7 @@ impl Rig {
         let n = self
             .pipeline
             .receive(&mut self.arena, self.in_port, &mut self.input, &mut self.rx);
-        self.now += 1_000;
+        self.now += self.tick;
         self.pipeline.process(
             &self.tables,
             &mut self.arena,
@@ -402,6 +449,167 @@ impl Rig {
         }
         assert_eq!(rig.arena.pool.in_use(), 0, "{}: no frame leaked", case.name);
     }
+
+    /// Runs three batches of `case` into in-memory ports: every frame must reach pod2, and the
+    /// policy, conntrack and the flow cache must do what the case claims to measure.
+    fn verify_acl(case: &AclCase) {
+        let name = case.name;
+        let mut rig = Rig::acl(case);
+        let set = &rig.tables.policy;
+        if case.rules > 0 {
+            let last = case.rules as u32 - 1;
+            let judge = |peer| set.judge(POD2, Direction::Ingress, peer, 17, Some(5000));
+            assert_eq!(set.rules.len(), case.rules, "{name}");
+            assert_eq!(
+                judge(POD1_IP),
+                Judgement::Allowed(last),
+                "{name}: last rule"
+            );
+            assert_eq!(
+                judge(Ipv4Addr::new(10, 244, 1, 99)),
+                Judgement::Denied,
+                "{name}"
+            );
+        }
+        let mut ports: Vec<Option<MemoryPort>> = (0..4).map(|_| Some(MemoryPort::new())).collect();
+        let batches = 3;
+        for b in 0..batches {
+            let n = rig
+                .pipeline
+                .receive(&mut rig.arena, POD1, &mut rig.input, &mut rig.rx);
+            assert_eq!(n, BATCH, "{name}: a full batch is received");
+            rig.pipeline.process(
+                &rig.tables,
+                &mut rig.arena,
+                POD1,
+                &rig.rx[..n],
+                b * rig.tick,
+            );
+            rig.pipeline.transmit(&mut rig.arena, ports.as_mut_slice());
+            let out = ports[POD2.index()].as_mut().unwrap().take_tx();
+            assert_eq!(
+                out.len(),
+                BATCH,
+                "{name}: batch {b}: every frame reaches pod2"
+            );
+            for f in &out {
+                assert!(
+                    f[0..6] == POD2_MAC.0 && f[22] == 63,
+                    "{name}: routed to pod2"
+                );
+            }
+        }
+        for i in 0..4 {
+            let s = rig.pipeline.stats().snapshot(PortId(i));
+            assert_eq!(s.total_drops(), 0, "{name}: drops on port {i}: {s:?}");
+        }
+        // Tracked connections and frames judged (each judged twice: egress at pod1, where
+        // nothing is selected, and ingress at pod2), then how many distinct judgements.
+        let frames = batches as usize * BATCH;
+        let acl = rig.pipeline.acl();
+        let (tracked, judged, distinct) = match (case.rules, case.flows) {
+            (0, _) => (0, 0, 0),
+            (_, Flows::Established) => (BATCH, BATCH, 1),
+            (_, Flows::New) => (frames, frames, 1),
+            (_, Flows::Uncached) => (frames, frames, frames),
+        };
+        let cache = CacheStats {
+            hits: 2 * (judged - distinct) as u64,
+            misses: 2 * distinct as u64,
+        };
+        assert_eq!(acl.conntrack.len(), tracked, "{name}: connections tracked");
+        assert_eq!(acl.cache.stats(), cache, "{name}: flow cache");
+        assert_eq!(rig.arena.pool.in_use(), 0, "{name}: no frame leaked");
+    }
+}
+
+/// Clock step per batch of the new-flow cases: an unreplied UDP flow lives 30 s, so about 250
+/// batches' flows (16,000) are live at once, a quarter of the default conntrack table, and a
+/// source port comes back (after 1,024 batches) long after its flow expired.
+const NEW_FLOW_TICK: u64 = 120_000_000;
+
+/// What repeats from batch to batch in an acl case.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flows {
+    /// The same 64 flows every batch: after the first, every packet is a conntrack hit.
+    Established,
+    /// 64 new source ports every batch: every packet misses conntrack (and is inserted) but
+    /// hits the flow cache (same port, direction, peer, protocol and destination port).
+    New,
+    /// 64 new destination ports every batch: conntrack and flow cache miss, the classifier
+    /// judges every packet (what the flow cache saves).
+    Uncached,
+}
+
+/// One acl benchmark.
+struct AclCase {
+    name: &'static str,
+    /// Ingress rules selecting pod2 (0: no policy at all).
+    rules: usize,
+    flows: Flows,
+}
+
+fn acl_cases() -> Vec<AclCase> {
+    let case = |name, rules, flows| AclCase { name, rules, flows };
+    vec![
+        case("acl/no_policy/established", 0, Flows::Established),
+        case("acl/no_policy/new_flows", 0, Flows::New),
+        case("acl/1_rule/established", 1, Flows::Established),
+        case("acl/1_rule/new_flows", 1, Flows::New),
+        case("acl/1_rule/uncached", 1, Flows::Uncached),
+        case("acl/10k_rules/established", 10_000, Flows::Established),
+        case("acl/10k_rules/new_flows", 10_000, Flows::New),
+        case("acl/10k_rules/uncached", 10_000, Flows::Uncached),
+    ]
+}
+
+/// One policy selecting pod2 (app=server) for ingress with `rules` rules: `rules - 1` ipBlocks
+/// of one address each (172.16.0.1, 172.16.0.2, ...) that never match, then pod1's /32 (every
+/// protocol and port) last, so the classifier walks every rule before allowing pod1.
+fn acl_policy(rules: usize) -> PolicySet {
+    let labels = |app: &str| [("app".to_string(), app.to_string())].into();
+    let inventory = Inventory {
+        endpoints: vec![
+            Endpoint {
+                ip: POD1_IP,
+                namespace: "default".into(),
+                labels: labels("client"),
+                port: Some(POD1),
+            },
+            Endpoint {
+                ip: POD2_IP,
+                namespace: "default".into(),
+                labels: labels("server"),
+                port: Some(POD2),
+            },
+        ],
+        ..Inventory::default()
+    };
+    let from = |ip: Ipv4Addr| Rule {
+        peers: vec![Peer::Block {
+            net: ipnet::Ipv4Net::new(ip, 32).unwrap(),
+            except: vec![],
+        }],
+        ports: vec![],
+    };
+    let mut ingress: Vec<Rule> = (1..rules as u32)
+        .map(|i| from(Ipv4Addr::from(u32::from(Ipv4Addr::new(172, 16, 0, 0)) + i)))
+        .collect();
+    ingress.push(from(POD1_IP));
+    let policy = Policy {
+        namespace: "default".into(),
+        name: "allow-pod1-last".into(),
+        selector: Selector {
+            exprs: vec![Expr {
+                key: "app".into(),
+                op: Operator::In,
+                values: vec!["server".into()],
+            }],
+        },
+        ingress: Some(ingress),
+        egress: None,
+    };
+    PolicySet::compile(&[policy], &inventory, None)
 }
 
 /// Per benchmark: the samples criterion took (iterations, time), for the summary.
@@ -428,7 +636,9 @@ fn timed(
     elapsed
 }
 
-fn bench(c: &mut Criterion, samples: &Samples) {
+/// Runs every benchmark; returns a line per acl benchmark run (its state afterwards).
+fn bench(c: &mut Criterion, samples: &Samples) -> Vec<String> {
+    let mut acl_notes = Vec::new();
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(BATCH as u64));
     {
@@ -446,6 +656,38 @@ fn bench(c: &mut Criterion, samples: &Samples) {
         assert_eq!(rig.arena.pool.in_use(), 0, "{}: no frame leaked", case.name);
     }
     group.finish();
+
+    let mut group = c.benchmark_group("acl");
+    group
+        .throughput(Throughput::Elements(BATCH as u64))
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for case in acl_cases() {
+        let id = case.name.trim_start_matches("acl/");
+        Rig::verify_acl(&case);
+        let mut rig = Rig::acl(&case);
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| timed(samples, case.name, &mut rig, Rig::forward, iters))
+        });
+        assert_eq!(rig.arena.pool.in_use(), 0, "{}: no frame leaked", case.name);
+        if rig.now == 0 {
+            continue; // filtered out
+        }
+        let acl = rig.pipeline.acl();
+        let counters = rig.pipeline.stats().port(POD1);
+        let cache = acl.cache.stats();
+        let lookups = (cache.hits + cache.misses).max(1);
+        acl_notes.push(format!(
+            "{:<28} {:>9} {:>9} {:>12.2}%",
+            case.name,
+            acl.conntrack.len(),
+            counters.events(Event::ConntrackEvicted),
+            100.0 * cache.hits as f64 / lookups as f64,
+        ));
+    }
+    group.finish();
+    acl_notes
 }
 
 /// ns per packet over every timed batch (total time / total packets: like criterion's slope,
@@ -457,7 +699,21 @@ fn ns_per_packet(samples: &[(u64, Duration)]) -> f64 {
     time.as_nanos() as f64 / (iters.max(1) as f64 * BATCH as f64)
 }
 
-fn summary(samples: &Samples) {
+/// Median over samples of the time per batch, in ns.
+fn median_ns_per_batch(samples: &[(u64, Duration)]) -> f64 {
+    let mut v: Vec<f64> = samples
+        .iter()
+        .map(|(i, t)| t.as_nanos() as f64 / (*i).max(1) as f64)
+        .collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn summary(samples: &Samples, acl_notes: &[String]) {
     let all = samples.lock().unwrap();
     // criterion's test mode (`cargo test --benches`) runs each routine once: nothing to report.
     if all.iter().map(|(_, v)| v.len()).sum::<usize>() <= all.len() {
@@ -470,8 +726,8 @@ fn summary(samples: &Samples) {
     println!();
     println!("ns/packet (every batch criterion timed, {BATCH} frames a batch, one core):");
     println!(
-        "{:<16} {:>10} {:>8} {:>18}",
-        "benchmark", "ns/packet", "Mpps", "minus copy-in (ns)"
+        "{:<28} {:>10} {:>8} {:>16} {:>18}",
+        "benchmark", "ns/packet", "Mpps", "median ns/batch", "minus copy-in (ns)"
     );
     for (name, v) in all.iter() {
         let ns = ns_per_packet(v);
@@ -479,17 +735,30 @@ fn summary(samples: &Samples) {
             Some(c) if *name != "copy_in_only" => format!("{:.1}", ns - c),
             _ => "-".into(),
         };
-        println!("{name:<16} {ns:>10.1} {:>8.2} {pipeline:>18}", 1_000.0 / ns);
+        println!(
+            "{name:<28} {ns:>10.1} {:>8.2} {:>16.0} {pipeline:>18}",
+            1_000.0 / ns,
+            median_ns_per_batch(v)
+        );
     }
     if copy_in.is_none() {
         println!("(copy_in_only was filtered out: run it too to see the pipeline's own cost)");
+    }
+    if !acl_notes.is_empty() {
+        println!();
+        println!("acl state after each run (conntrack entries stored, expired ones not yet swept included; evictions counted on pod1; flow cache hit rate):");
+        println!(
+            "{:<28} {:>9} {:>9} {:>13}",
+            "benchmark", "conntrack", "evicted", "cache hits"
+        );
+        acl_notes.iter().for_each(|l| println!("{l}"));
     }
 }
 
 fn main() {
     let samples = Samples::default();
     let mut c = Criterion::default().configure_from_args();
-    bench(&mut c, &samples);
+    let acl_notes = bench(&mut c, &samples);
     c.final_summary();
-    summary(&samples);
+    summary(&samples, &acl_notes);
 }

@@ -14,6 +14,7 @@ pub mod fdb;
 pub mod frame;
 pub mod mac;
 pub mod pipeline;
+pub mod policy;
 pub mod port;
 pub mod reason;
 pub mod replay;

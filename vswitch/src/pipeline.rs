@@ -2,8 +2,9 @@
 //!
 //! Contract: [`Pipeline::process`] runs the stages over a batch, in order, each a function over
 //! the whole batch that only touches packets still [`Verdict::Pending`] (or, from `limits` on,
-//! forwarded): [`parse`] -> [`check`] (destination class, source check) -> [`lookup`] (ARP
-//! answers, FDB learning and lookup, routes) -> [`limits`] (TTL, MTU, ICMP errors) ->
+//! forwarded): [`decap`] -> [`parse`] -> [`check`] (destination class, source check) ->
+//! [`lookup`] (ARP answers, FDB learning and lookup, routes) -> [`acl`] (NetworkPolicy,
+//! connection tracking) -> [`limits`] (TTL, MTU, ICMP errors) ->
 //! [`rewrite`] (MACs, TTL, replies built in place) -> output. Every frame ends in exactly one of:
 //! queued for transmit on a port ([`Pipeline::outputs`]), or returned to the free pool with a
 //! counted [`DropReason`] or [`Event`]. The caller transmits the outputs and counts TX.
@@ -11,6 +12,7 @@
 //! Stages take time (`now`, nanoseconds) as a parameter, take no lock, make no syscall and do not
 //! allocate: the batch context and output arrays are allocated once, at construction.
 
+pub mod acl;
 pub mod check;
 pub mod decap;
 pub mod icmp;
@@ -22,16 +24,23 @@ pub mod rewrite;
 use crate::fdb::LearnedFdb;
 use crate::frame::{Desc, FrameArena};
 use crate::mac::MacAddr;
+use crate::policy::conntrack::{Conntrack, ConntrackConfig};
+use crate::policy::flow_cache::FlowCache;
 use crate::port::{Port, PortMap};
 use crate::reason::{DropReason, Event};
 use crate::stats::{PortCounters, WorkerStats};
 use crate::tables::{PortId, Tables};
+use acl::{AclNote, AclState};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use vtep::table::TunnelId;
 
 /// Most frames in one batch.
 pub const MAX_BATCH: usize = 64;
+
+/// Conntrack slots checked for expiry before each batch (the whole table turns over every
+/// `max_entries / 16` batches; expired entries are invisible meanwhile).
+const CONNTRACK_SWEEP_PER_BATCH: usize = 16;
 
 /// What a parsed ARP packet says (Ethernet/IPv4 ARP only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +171,8 @@ pub struct PacketCtx {
     pub verdict: Verdict,
     /// The tunnel the frame arrived through (set by `decap`).
     pub tunnel: Option<TunnelId>,
+    /// What policy and connection tracking decided (set by `acl`).
+    pub acl: AclNote,
 }
 
 /// Everything a stage may read besides the batch.
@@ -184,6 +195,8 @@ pub struct PipelineConfig {
     pub fdb_capacity: usize,
     /// Seconds a learned FDB entry lives without being refreshed.
     pub fdb_aging_secs: u64,
+    /// Connection tracking size and timeouts.
+    pub conntrack: ConntrackConfig,
 }
 
 impl Default for PipelineConfig {
@@ -191,6 +204,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             fdb_capacity: 4096,
             fdb_aging_secs: 300,
+            conntrack: ConntrackConfig::default(),
         }
     }
 }
@@ -210,6 +224,7 @@ pub struct Pipeline {
     outputs: Vec<Output>,
     tx_scratch: Vec<Desc>,
     fdb: LearnedFdb,
+    acl: AclState,
     /// Next outer IPv4 identification of an encapsulated packet.
     next_ip_id: u16,
     stats: Arc<WorkerStats>,
@@ -224,6 +239,10 @@ impl Pipeline {
             tx_scratch: Vec::with_capacity(MAX_BATCH),
             next_ip_id: 0,
             fdb: LearnedFdb::new(config.fdb_capacity, config.fdb_aging_secs),
+            acl: AclState {
+                conntrack: Conntrack::new(config.conntrack),
+                cache: FlowCache::default(),
+            },
             stats,
         }
     }
@@ -236,6 +255,11 @@ impl Pipeline {
     /// The learned FDB.
     pub fn fdb(&self) -> &LearnedFdb {
         &self.fdb
+    }
+
+    /// Connection tracking and the policy flow cache.
+    pub fn acl(&self) -> &AclState {
+        &self.acl
     }
 
     /// Runs `rx` (at most [`MAX_BATCH`] frames received on `in_port`) through every stage.
@@ -268,14 +292,21 @@ impl Pipeline {
                 ..PacketCtx::default()
             });
         }
+        self.acl.conntrack.sweep(now, CONNTRACK_SWEEP_PER_BATCH);
         run_stages(
             env,
             arena,
             &mut self.fdb,
+            &mut self.acl,
             &mut self.next_ip_id,
             &mut self.batch,
+            true,
             &mut |_, _| {},
         );
+        let tracked = self.acl.conntrack.len() as u64;
+        if tracked != self.stats.conntrack_entries.get() {
+            self.stats.conntrack_entries.set(tracked);
+        }
         self.output(arena, in_port);
     }
 
@@ -304,7 +335,16 @@ impl Pipeline {
             ..PacketCtx::default()
         }];
         let mut ip_id = self.next_ip_id;
-        run_stages(env, arena, &mut self.fdb, &mut ip_id, &mut one, observe);
+        run_stages(
+            env,
+            arena,
+            &mut self.fdb,
+            &mut self.acl,
+            &mut ip_id,
+            &mut one,
+            false,
+            observe,
+        );
         one[0]
     }
 
@@ -414,12 +454,15 @@ fn group_by_port(outputs: &mut [Output]) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_stages(
     env: StageEnv<'_>,
     arena: &mut FrameArena,
     fdb: &mut LearnedFdb,
+    acl: &mut AclState,
     ip_id: &mut u16,
     batch: &mut [PacketCtx],
+    commit: bool,
     observe: &mut dyn FnMut(&'static str, &PacketCtx),
 ) {
     let mut step = |name: &'static str, batch: &[PacketCtx]| {
@@ -435,6 +478,8 @@ fn run_stages(
     step("check", batch);
     lookup::run(env, fdb, batch);
     step("lookup", batch);
+    acl::run(env, arena, acl, batch, commit);
+    step("acl", batch);
     limits::run(env, batch);
     step("limits", batch);
     rewrite::run(env, arena, ip_id, batch);
@@ -627,7 +672,7 @@ mod tests {
         let end = p.trace(&tables, &mut arena, POD1, d, 0, &mut |s, _| stages.push(s));
         assert_eq!(
             stages,
-            ["decap", "parse", "check", "lookup", "limits", "rewrite"]
+            ["decap", "parse", "check", "lookup", "acl", "limits", "rewrite"]
         );
         assert!(matches!(
             end.verdict,

@@ -110,6 +110,10 @@ named_enum! {
         TunnelUnresolved => "tunnel_unresolved",
         /// A frame on the uplink that is neither tunnel traffic nor for the pod CIDR.
         UplinkUnexpected => "uplink_unexpected",
+        /// NetworkPolicy allows no such traffic.
+        PolicyDenied => "policy_denied",
+        /// A new connection found its conntrack bucket full of live, replied flows.
+        ConntrackFull => "conntrack_full",
     }
 }
 
@@ -132,6 +136,10 @@ named_enum! {
         TunnelEncapsulated => "tunnel_encapsulated",
         /// Tunnel packets decapsulated.
         TunnelDecapsulated => "tunnel_decapsulated",
+        /// An ICMP error about a tracked connection passed policy as related.
+        PolicyRelated => "policy_related",
+        /// A never-replied connection was evicted to track a new one.
+        ConntrackEvicted => "conntrack_evicted",
     }
 }
 

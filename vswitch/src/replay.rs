@@ -15,6 +15,9 @@ use crate::frame::{Desc, FrameArena, FrameLayout};
 use crate::mac::MacAddr;
 use crate::pipeline::parse::parse_frame;
 use crate::pipeline::{Pipeline, PipelineConfig, L3, MAX_BATCH};
+use crate::policy::selector::Labels;
+use crate::policy::spec::parse_policies;
+use crate::policy::{Endpoint, Inventory, PolicySet};
 use crate::port::pcap::{read_pcap, PcapError, PcapPort};
 use crate::reason::{DropReason, Event};
 use crate::stats::{PortStats, WorkerStats};
@@ -57,7 +60,38 @@ struct CaseFile {
     #[serde(default)]
     tunnel: Vec<CaseTunnel>,
     #[serde(default)]
+    policy: Option<CasePolicy>,
+    #[serde(default)]
     expect: Expect,
+}
+
+/// NetworkPolicy of a case: YAML files in the case folder, namespace labels, remote pods.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasePolicy {
+    #[serde(default = "default_policy_files")]
+    files: Vec<String>,
+    #[serde(default)]
+    conntrack_max: Option<usize>,
+    #[serde(default)]
+    namespaces: BTreeMap<String, Labels>,
+    #[serde(default)]
+    endpoint: Vec<CaseEndpoint>,
+    #[serde(default)]
+    node_addresses: Vec<Ipv4Addr>,
+}
+
+fn default_policy_files() -> Vec<String> {
+    vec!["policy.yaml".into()]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseEndpoint {
+    ip: Ipv4Addr,
+    namespace: String,
+    #[serde(default)]
+    labels: Labels,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +147,14 @@ struct CasePort {
     mac: MacAddr,
     ip: Option<Ipv4Addr>,
     mtu: u16,
+    #[serde(default = "default_namespace")]
+    namespace: String,
+    #[serde(default)]
+    labels: Labels,
+}
+
+fn default_namespace() -> String {
+    "default".into()
 }
 
 type Named = BTreeMap<String, BTreeMap<String, u64>>;
@@ -200,8 +242,45 @@ impl Case {
             .map(CaseTunnel::entry)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ReplayError::Invalid(shown.clone(), e))?;
-        Tables::build_with_tunnels(self.file.switch.clone(), ports, tunnels)
-            .map_err(|e| ReplayError::Tables(shown, e))
+        let mut tables = Tables::build_with_tunnels(self.file.switch.clone(), ports, tunnels)
+            .map_err(|e| ReplayError::Tables(shown.clone(), e))?;
+        if let Some(policy) = &self.file.policy {
+            tables.policy = self
+                .policy_set(policy)
+                .map_err(|e| ReplayError::Invalid(shown, e))?;
+            tables.node_addresses = policy.node_addresses.clone();
+        }
+        Ok(tables)
+    }
+
+    fn policy_set(&self, case: &CasePolicy) -> Result<PolicySet, String> {
+        let mut policies = Vec::new();
+        for f in &case.files {
+            let path = self.dir.join(f);
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let parsed = parse_policies(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            policies.extend(parsed.into_iter().map(|(_, p)| p));
+        }
+        let local = self.file.port.iter().enumerate().filter_map(|(i, p)| {
+            Some(Endpoint {
+                ip: p.ip.filter(|_| p.kind == PortKind::Pod)?,
+                namespace: p.namespace.clone(),
+                labels: p.labels.clone(),
+                port: Some(PortId(i as u16)),
+            })
+        });
+        let remote = case.endpoint.iter().map(|e| Endpoint {
+            ip: e.ip,
+            namespace: e.namespace.clone(),
+            labels: e.labels.clone(),
+            port: None,
+        });
+        let inventory = Inventory {
+            namespaces: case.namespaces.clone(),
+            endpoints: local.chain(remote).collect(),
+        };
+        Ok(PolicySet::compile(&policies, &inventory, None))
     }
 
     /// Replays the inputs and collects what every port transmitted and counted.
@@ -222,10 +301,13 @@ impl Case {
         schedule.sort_by_key(|&(t, i)| (t, i));
 
         let stats = Arc::new(WorkerStats::default());
-        let config = PipelineConfig {
+        let mut config = PipelineConfig {
             fdb_aging_secs: self.file.fdb_aging_secs,
             ..PipelineConfig::default()
         };
+        if let Some(max) = self.file.policy.as_ref().and_then(|p| p.conntrack_max) {
+            config.conntrack.max_entries = max;
+        }
         let mut pipeline = Pipeline::new(config, Arc::clone(&stats));
         let mut arena = FrameArena::with_heap(FrameLayout::DEFAULT, 4 * MAX_BATCH)
             .expect("the default layout is valid");

@@ -199,6 +199,8 @@ pub struct WorkerStats {
     pub frames_total: Counter,
     /// Descriptors a kernel ring returned that the port did not hold (ignored).
     pub bad_descriptors: Counter,
+    /// Gauge: connections tracked (including expired ones not yet swept).
+    pub conntrack_entries: Counter,
 }
 
 impl Default for WorkerStats {
@@ -212,6 +214,7 @@ impl Default for WorkerStats {
             frames_in_use: Counter::default(),
             frames_total: Counter::default(),
             bad_descriptors: Counter::default(),
+            conntrack_entries: Counter::default(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! Non-goals: learned FDB entries (per worker, see `fdb`), counters (see `stats`).
 
 use crate::mac::MacAddr;
+use crate::policy::PolicySet;
 use ahash::AHashMap;
 use arc_swap::{ArcSwap, Cache};
 use ipnet::Ipv4Net;
@@ -286,6 +287,11 @@ pub struct Tables {
     host_port: Option<PortId>,
     uplink: Option<PortId>,
     tunnel_out: Vec<TunnelOut>,
+    /// NetworkPolicy, compiled (empty: no policy, nothing judged or tracked).
+    pub policy: PolicySet,
+    /// The node's own IPv4 addresses besides `node_ip`: what the host port sends from one of
+    /// them (or from `node_ip`) is the node's own traffic, which policy never judges.
+    pub node_addresses: Vec<Ipv4Addr>,
 }
 
 impl Tables {

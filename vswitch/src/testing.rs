@@ -57,6 +57,30 @@ pub fn tables() -> Tables {
     .unwrap()
 }
 
+/// [`tables`] with `yaml`'s NetworkPolicies compiled in (a new policy generation each call);
+/// pod1 and pod2 are in namespace `default`, labelled `app=<apps[0]>` and `app=<apps[1]>`.
+pub fn policy_tables(yaml: &str, apps: [&str; 2]) -> Tables {
+    use crate::policy::{spec::parse_policies, Endpoint, Inventory, Policy, PolicySet};
+    let policies: Vec<Policy> = parse_policies(yaml)
+        .expect("valid test policies")
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let pod = |ip, app: &str, port| Endpoint {
+        ip,
+        namespace: "default".into(),
+        labels: [("app".to_string(), app.to_string())].into(),
+        port: Some(port),
+    };
+    let inventory = Inventory {
+        endpoints: vec![pod(POD1_IP, apps[0], POD1), pod(POD2_IP, apps[1], POD2)],
+        ..Inventory::default()
+    };
+    let mut t = tables();
+    t.policy = PolicySet::compile(&policies, &inventory, None);
+    t
+}
+
 /// An Ethernet + IPv4 frame with a valid header checksum.
 pub fn ipv4_frame(
     src_mac: MacAddr,

@@ -1,4 +1,4 @@
-//! Stage 4, limits: TTL and MTU of forwarded IPv4 packets.
+//! Stage 5, limits: TTL and MTU of forwarded IPv4 packets.
 //!
 //! Contract: a routed packet with TTL <= 1 becomes an ICMP time exceeded to its sender
 //! (`ttl_expired`); a forwarded packet longer than the egress MTU becomes an ICMP fragmentation

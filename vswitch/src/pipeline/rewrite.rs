@@ -1,4 +1,4 @@
-//! Stage 5, rewrite: edit forwarded frames in place and build the switch's own replies.
+//! Stage 6, rewrite: edit forwarded frames in place and build the switch's own replies.
 //!
 //! Contract: applies each forwarded packet's [`Action`] to its bytes: routed frames get the
 //! next hop's MAC, the gateway MAC as source, TTL - 1 and an incrementally updated header
