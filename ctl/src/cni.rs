@@ -26,9 +26,10 @@
 //! Notes: the plugin is a main plugin: on ADD a `prevResult` is ignored (the result describes
 //! only our interfaces). DEL with the daemon unreachable fails with 11 rather than claiming
 //! success: only the daemon knows whether something is left to clean up, and the runtime retries
-//! DEL. GC without a valid-attachments list is refused (it would detach every pod). `CNI_ARGS`
-//! is parsed (`K8S_POD_NAMESPACE`, `K8S_POD_NAME`, ...) but not used yet; `CNI_PATH` is not
-//! needed (nothing is delegated).
+//! DEL. GC without a valid-attachments list is refused (it would detach every pod). ADD passes
+//! the pod's namespace (`K8S_POD_NAMESPACE` in `CNI_ARGS`) and labels (`args.cni.labels` in the
+//! configuration, plus `VSWITCH_LABELS=k=v,k2=v2` in `CNI_ARGS`) for NetworkPolicy. `CNI_PATH`
+//! is not needed (nothing is delegated).
 
 use crate::client::ClientError;
 use crate::proto::{self, Attachment, ErrorCode, PortAdd, PortInfo, Reply, Request, Response};
@@ -173,10 +174,36 @@ impl CniArgs {
                 .ok_or_else(|| format!("CNI_ARGS: invalid pair {pair:?} (expected KEY=VALUE)"))?;
             args.all.insert(k.to_string(), v.to_string());
         }
-        args.pod_namespace = args.all.get("K8S_POD_NAMESPACE").cloned();
+        args.pod_namespace = args
+            .all
+            .get("K8S_POD_NAMESPACE")
+            .filter(|n| !n.is_empty())
+            .cloned();
         args.pod_name = args.all.get("K8S_POD_NAME").cloned();
         Ok(args)
     }
+
+    /// The pod's labels: `conf` (from `args.cni.labels`), then `VSWITCH_LABELS=k=v,k2=v2` on
+    /// top (a runtime that cannot pass configuration args can pass these).
+    pub fn labels(
+        &self,
+        conf: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let mut labels = conf.clone();
+        if let Some(list) = self.all.get("VSWITCH_LABELS") {
+            for pair in list.split(',').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').ok_or_else(|| {
+                    format!("CNI_ARGS: VSWITCH_LABELS entry {pair:?} is not KEY=VALUE")
+                })?;
+                labels.insert(k.to_string(), v.to_string());
+            }
+        }
+        Ok(labels)
+    }
+}
+
+fn invalid_args(msg: String) -> CniError {
+    CniError::new(code::INVALID_ENVIRONMENT, msg)
 }
 
 /// The attachment the runtime names in the environment (ADD, DEL, CHECK).
@@ -302,6 +329,8 @@ pub struct NetConf {
     pub dns: Value,
     /// `cni.dev/valid-attachments` (GC).
     pub valid_attachments: Option<Vec<Attachment>>,
+    /// `args.cni.labels` (the CNI conventions' `[{"key", "value"}]`): the pod's labels.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A network name as the spec allows it: an alphanumeric character, then alphanumerics, `_`,
@@ -348,6 +377,28 @@ fn attachments(v: &Value, key: &str) -> Result<Vec<Attachment>, CniError> {
                 (Some(id), Some(ifname)) => Ok(Attachment { id, ifname }),
                 _ => Err(bad()),
             }
+        })
+        .collect()
+}
+
+/// `args.cni.labels`, the CNI conventions' way to pass labels: `[{"key": k, "value": v}]`.
+fn conf_labels(obj: &Map<String, Value>) -> Result<BTreeMap<String, String>, CniError> {
+    let Some(list) = obj
+        .get("args")
+        .and_then(|a| a.get("cni"))
+        .and_then(|c| c.get("labels"))
+        .filter(|l| !l.is_null())
+    else {
+        return Ok(BTreeMap::new());
+    };
+    let bad =
+        || invalid_config("args.cni.labels must be a list of {\"key\": string, \"value\": string}");
+    list.as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|l| {
+            let field = |k: &str| l.get(k).and_then(Value::as_str).map(str::to_string);
+            field("key").zip(field("value")).ok_or_else(bad)
         })
         .collect()
 }
@@ -414,7 +465,9 @@ impl NetConf {
             .find_map(|k| obj.get(*k).filter(|v| !v.is_null()).map(|v| (k, v)))
             .map(|(k, v)| attachments(v, k))
             .transpose()?;
+        let labels = conf_labels(&obj)?;
         Ok(NetConf {
+            labels,
             cni_version,
             name,
             plugin_type,
@@ -591,6 +644,8 @@ fn add(conf: &NetConf, env: &Env, ask: Ask) -> Result<Value, CniError> {
         ifname: env.ifname.clone(),
         ip: None,
         mac: None,
+        namespace: env.args.pod_namespace.clone(),
+        labels: env.args.labels(&conf.labels).map_err(invalid_args)?,
     });
     let port = match call(conf, ask, &request)? {
         Reply::Port(p) => p,
@@ -796,6 +851,8 @@ mod tests {
             ip: "10.244.1.5/24".parse().unwrap(),
             gateway: "10.244.1.1".parse().unwrap(),
             mtu: 1450,
+            namespace: "default".into(),
+            labels: Default::default(),
         }
     }
 
@@ -963,11 +1020,46 @@ mod tests {
                 id: "c1".into(),
                 ifname: "eth0".into(),
                 ip: None,
-                mac: None
+                mac: None,
+                namespace: Some("default".into()),
+                labels: BTreeMap::new(),
             })]
         );
         let v: Value = serde_json::from_str(&out.stdout).unwrap();
         assert_eq!(v, render::cni_result(&port()));
+    }
+
+    #[test]
+    fn add_passes_namespace_and_labels_from_args_and_cni_args() {
+        let conf = r#"{"cniVersion":"1.0.0","name":"k8s","type":"vswitch-cni",
+            "args":{"cni":{"labels":[{"key":"app","value":"web"},{"key":"role","value":"db"}]}}}"#;
+        let mut env = ADD_ENV.to_vec();
+        env[4] = (
+            "CNI_ARGS",
+            "K8S_POD_NAMESPACE=prod;VSWITCH_LABELS=app=api,tier=b",
+        );
+        let (out, seen) = invoke(
+            &env,
+            conf,
+            vec![Ok(Response::Ok {
+                result: Reply::Port(port()),
+            })],
+        );
+        assert_eq!(out.exit, 0, "{out:?}");
+        let Request::PortAdd(add) = &seen[0] else {
+            panic!("{seen:?}")
+        };
+        assert_eq!(add.namespace.as_deref(), Some("prod"));
+        let labels: Vec<(&str, &str)> = add
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(labels, [("app", "api"), ("role", "db"), ("tier", "b")]);
+        let bad = r#"{"cniVersion":"1.0.0","name":"k8s","type":"vswitch-cni","args":{"cni":{"labels":["app"]}}}"#;
+        let (out, _) = invoke(ADD_ENV, bad, vec![]);
+        assert_eq!(out.exit, 1);
+        assert!(out.stdout.contains("args.cni.labels"), "{out:?}");
     }
 
     #[test]

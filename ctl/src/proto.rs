@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// The longest request line the daemon reads; longer lines are refused.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// Default control socket path.
 pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitch.sock";
@@ -81,10 +81,88 @@ pub enum Request {
         /// Port name (as in `stats`).
         port: String,
         /// The frame: hex bytes, or a description like `icmp 10.244.1.2 > 10.244.1.3 ttl 5`
-        /// (`icmp|udp|tcp|arp SRC > DST [ttl N] [len N] [dst-mac MAC]`; the frame comes from
+        /// (`icmp|udp|tcp|arp SRC > DST [ttl N] [len N] [port N] [dst-mac MAC]`; the frame comes from
         /// the port's MAC to the gateway MAC unless `dst-mac` is given).
         frame: String,
     },
+    /// Apply Kubernetes NetworkPolicy documents (YAML, several per text): each replaces the
+    /// policy of its namespace/name. All are validated first; if one is refused, none is applied.
+    PolicyApply {
+        /// The documents.
+        yaml: String,
+    },
+    /// Every policy, with its hit counts.
+    PolicyList {},
+    /// Remove a policy; unknown ones succeed with `removed: false`.
+    PolicyDelete {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// Register (or replace) a pod of another node: its address, namespace and labels.
+    EndpointAdd(EndpointSpec),
+    /// Forget a registered pod; unknown addresses succeed with `removed: false`.
+    EndpointDel {
+        /// Its address.
+        ip: Ipv4Addr,
+    },
+    /// Every pod policies can match: local ports and registered endpoints.
+    EndpointList {},
+    /// Set a namespace's labels (replacing the previous ones).
+    NamespaceSet(NamespaceSpec),
+    /// Every namespace with labels.
+    NamespaceList {},
+}
+
+/// A pod policies can match by label.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The local port, for pods of this node (set in replies only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+}
+
+/// A namespace and its labels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceSpec {
+    /// Name.
+    pub name: String,
+    /// Labels (`kubernetes.io/metadata.name` is implied).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A policy as `policy list` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The pod selector, in kubectl's syntax (`{}` selects every pod of the namespace).
+    pub pod_selector: String,
+    /// `Ingress`, `Egress`.
+    pub types: Vec<String>,
+    /// Number of ingress rules.
+    pub ingress_rules: usize,
+    /// Number of egress rules.
+    pub egress_rules: usize,
+    /// Local ports the policy selects.
+    pub ports: Vec<String>,
+    /// Packets a rule of this policy allowed (first packets of connections, and untracked ones).
+    pub allowed: u64,
+    /// Packets denied at a port this policy selects.
+    pub denied: u64,
 }
 
 fn default_capture_timeout() -> u64 {
@@ -209,6 +287,12 @@ pub struct PortAdd {
     /// A requested MAC for the pod interface; derived from the IP when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// The pod's Kubernetes namespace (for NetworkPolicy; `default` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The pod's labels (for NetworkPolicy).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A pod attachment, as `port add` and `port list` report it.
@@ -234,6 +318,12 @@ pub struct PortInfo {
     pub gateway: Ipv4Addr,
     /// Pod interface MTU.
     pub mtu: u16,
+    /// Kubernetes namespace.
+    #[serde(default)]
+    pub namespace: String,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One port's counters.
@@ -277,6 +367,22 @@ pub struct WorkerCounters {
     pub frames_in_use: u64,
     /// Frames in the worker's UMEM.
     pub frames_total: u64,
+    /// Connections the worker tracks.
+    #[serde(default)]
+    pub conntrack_entries: u64,
+}
+
+/// One policy's hit counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCounters {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Packets a rule of the policy allowed.
+    pub allowed: u64,
+    /// Packets denied at ports it selects.
+    pub denied: u64,
 }
 
 /// `stats` result.
@@ -286,6 +392,9 @@ pub struct Stats {
     pub ports: Vec<PortCounters>,
     /// Per worker.
     pub workers: Vec<WorkerCounters>,
+    /// Per NetworkPolicy.
+    #[serde(default)]
+    pub policies: Vec<PolicyCounters>,
 }
 
 /// `node` result.
@@ -373,6 +482,12 @@ pub enum Reply {
     Frames(Vec<String>),
     /// `trace`.
     Trace(Trace),
+    /// `policy list` and `policy apply` (the applied ones).
+    Policies(Vec<PolicyInfo>),
+    /// `endpoint list`, and `endpoint add` (the one endpoint).
+    Endpoints(Vec<EndpointSpec>),
+    /// `namespace list`, and `namespace set` (the one namespace).
+    Namespaces(Vec<NamespaceSpec>),
 }
 
 impl Response {
@@ -397,6 +512,8 @@ mod tests {
             ifname: "eth0".into(),
             ip: Some("10.244.1.5/24".parse().unwrap()),
             mac: None,
+            namespace: None,
+            labels: BTreeMap::new(),
         });
         let line = serde_json::to_string(&r).unwrap();
         assert!(line.starts_with(r#"{"verb":"port_add","#), "{line}");

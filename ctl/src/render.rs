@@ -162,6 +162,7 @@ fn worker_row(w: &WorkerCounters) -> Vec<String> {
         w.idle_polls.to_string(),
         w.sleeps.to_string(),
         format!("{}/{}", w.frames_in_use, w.frames_total),
+        w.conntrack_entries.to_string(),
     ]
 }
 
@@ -211,10 +212,112 @@ pub fn stats(s: &Stats) -> String {
             ("IDLE POLLS", Right),
             ("SLEEPS", Right),
             ("FRAMES IN USE/TOTAL", Right),
+            ("CONNS", Right),
         ],
         &rows,
     ));
+    if !s.policies.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .policies
+            .iter()
+            .map(|p| {
+                vec![
+                    format!("{}/{}", p.namespace, p.name),
+                    p.allowed.to_string(),
+                    p.denied.to_string(),
+                ]
+            })
+            .collect();
+        sections.push(table(
+            &[("POLICY", Left), ("ALLOWED", Right), ("DENIED", Right)],
+            &rows,
+        ));
+    }
     sections.join("\n")
+}
+
+fn labels(l: &BTreeMap<String, String>) -> String {
+    if l.is_empty() {
+        return "-".into();
+    }
+    l.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The `policy list` table.
+pub fn policy_table(policies: &[crate::proto::PolicyInfo]) -> String {
+    use Align::*;
+    let rows: Vec<Vec<String>> = policies
+        .iter()
+        .map(|p| {
+            vec![
+                p.namespace.clone(),
+                p.name.clone(),
+                p.pod_selector.clone(),
+                p.types.join(","),
+                format!("{}/{}", p.ingress_rules, p.egress_rules),
+                if p.ports.is_empty() {
+                    "-".into()
+                } else {
+                    p.ports.join(",")
+                },
+                p.allowed.to_string(),
+                p.denied.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            ("NAMESPACE", Left),
+            ("NAME", Left),
+            ("POD SELECTOR", Left),
+            ("TYPES", Left),
+            ("RULES IN/OUT", Right),
+            ("PORTS", Left),
+            ("ALLOWED", Right),
+            ("DENIED", Right),
+        ],
+        &rows,
+    )
+}
+
+/// The `endpoint list` table.
+pub fn endpoint_table(endpoints: &[crate::proto::EndpointSpec]) -> String {
+    use Align::*;
+    let rows: Vec<Vec<String>> = endpoints
+        .iter()
+        .map(|e| {
+            vec![
+                e.ip.to_string(),
+                e.namespace.clone(),
+                labels(&e.labels),
+                e.port.clone().unwrap_or_else(|| "remote".into()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            ("IP", Left),
+            ("NAMESPACE", Left),
+            ("LABELS", Left),
+            ("PORT", Left),
+        ],
+        &rows,
+    )
+}
+
+/// The `namespace list` table.
+pub fn namespace_table(namespaces: &[crate::proto::NamespaceSpec]) -> String {
+    let rows: Vec<Vec<String>> = namespaces
+        .iter()
+        .map(|n| vec![n.name.clone(), labels(&n.labels)])
+        .collect();
+    table(
+        &[("NAMESPACE", Align::Left), ("LABELS", Align::Left)],
+        &rows,
+    )
 }
 
 /// The `node` report: `key: value` lines.
@@ -402,6 +505,8 @@ mod tests {
             ip: ip.parse().unwrap(),
             gateway: "10.244.1.1".parse().unwrap(),
             mtu: 1450,
+            namespace: "default".into(),
+            labels: Default::default(),
         }
     }
 
@@ -488,6 +593,13 @@ mod tests {
                 sleep_ns: 0,
                 frames_in_use: 64,
                 frames_total: 4096,
+                conntrack_entries: 12,
+            }],
+            policies: vec![crate::proto::PolicyCounters {
+                namespace: "default".into(),
+                name: "deny-all".into(),
+                allowed: 0,
+                denied: 7,
             }],
         };
         let out = stats(&s);
@@ -509,8 +621,11 @@ mod tests {
             "no section for a port without drops: {out}"
         );
         let w = lines.iter().position(|l| l.starts_with("WORKER")).unwrap();
-        assert!(lines[w].ends_with("FRAMES IN USE/TOTAL"), "{out}");
-        assert!(lines[w + 1].ends_with("64/4096"), "{out}");
+        assert!(lines[w].ends_with("FRAMES IN USE/TOTAL  CONNS"), "{out}");
+        assert!(lines[w + 1].ends_with("64/4096     12"), "{out}");
+        let p = lines.iter().position(|l| l.starts_with("POLICY")).unwrap();
+        assert!(lines[p + 1].starts_with("default/deny-all"), "{out}");
+        assert!(lines[p + 1].ends_with(" 7"), "{out}");
         assert!(lines[w + 1].starts_with("     0    2"), "{out}");
     }
 

@@ -131,7 +131,7 @@ fn attachment_env<'a>(command: &'a str, netns: &'a str) -> Vec<(&'a str, &'a str
         ("CNI_IFNAME", "eth0"),
         (
             "CNI_ARGS",
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=web;K8S_POD_NAME=web-0;VSWITCH_LABELS=app=web",
         ),
         ("CNI_PATH", "/opt/cni/bin"),
     ]
@@ -149,6 +149,8 @@ fn port(netns: &str) -> PortInfo {
         ip: "10.244.1.5/24".parse().unwrap(),
         gateway: "10.244.1.1".parse().unwrap(),
         mtu: 1450,
+        namespace: "default".into(),
+        labels: Default::default(),
     }
 }
 
@@ -203,7 +205,10 @@ fn add_prints_the_result_in_the_asked_version() {
         );
         assert_eq!(
             daemon.requests(),
-            vec![json!({"verb": "port_add", "netns": netns, "id": "3f2a9c", "ifname": "eth0"})]
+            vec![
+                json!({"verb": "port_add", "netns": netns, "id": "3f2a9c", "ifname": "eth0",
+                "namespace": "web", "labels": {"app": "web"}})
+            ]
         );
     }
 }

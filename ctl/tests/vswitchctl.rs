@@ -132,6 +132,8 @@ fn port(id: &str, host: &str, slot: u16, ip: &str) -> PortInfo {
         ip: ip.parse().unwrap(),
         gateway: "10.244.1.1".parse().unwrap(),
         mtu: 1450,
+        namespace: "default".into(),
+        labels: Default::default(),
     }
 }
 
@@ -203,6 +205,12 @@ fn port_add_json_sends_the_request_and_prints_a_cni_result() {
             "10.244.1.9/24",
             "--mac",
             "0A:58:0A:F4:01:09",
+            "--namespace",
+            "prod",
+            "--label",
+            "app=web",
+            "--label",
+            "tier=front",
         ],
     ));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -215,7 +223,9 @@ fn port_add_json_sends_the_request_and_prints_a_cni_result() {
             "id": "c9",
             "ifname": "eth1",
             "ip": "10.244.1.9/24",
-            "mac": "0a:58:0a:f4:01:09"
+            "mac": "0a:58:0a:f4:01:09",
+            "namespace": "prod",
+            "labels": {"app": "web", "tier": "front"}
         })
     );
     let printed: Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -258,7 +268,8 @@ fn port_add_defaults_and_summary_for_people() {
             "verb": "port_add",
             "netns": "/var/run/netns/c1",
             "id": "c1",
-            "ifname": "eth0"
+            "ifname": "eth0",
+            "namespace": "default"
         })
     );
 }
@@ -301,6 +312,7 @@ fn stats_and_node_render_for_people_and_scripts() {
             ..Default::default()
         }],
         workers: vec![],
+        policies: vec![],
     };
     let node = NodeInfo {
         name: "node-a".into(),

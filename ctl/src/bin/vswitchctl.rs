@@ -122,10 +122,32 @@ enum Command {
         /// Port name, as in `vswitchctl stats`.
         #[arg(long)]
         port: String,
-        /// The frame: hex bytes, or `icmp|udp|tcp|arp SRC > DST [ttl N] [len N] [dst-mac MAC]`.
+        /// The frame: hex bytes, or `icmp|udp|tcp|arp SRC > DST [ttl N] [len N] [port N] [dst-mac MAC]`.
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         frame: Vec<String>,
     },
+    /// Apply, list and delete Kubernetes NetworkPolicies (networking.k8s.io/v1 YAML).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  vswitchctl policy apply -f deny-all.yaml\n  \
+                      kubectl get networkpolicy -A -o yaml | vswitchctl policy apply -f -\n  \
+                      vswitchctl policy list\n  vswitchctl policy delete default/deny-all"
+    )]
+    Policy(PolicyCommand),
+    /// Register pods of other nodes (address, namespace, labels) for policy peers.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  vswitchctl endpoint add --ip 10.244.2.7 --namespace prod --label app=db\n  \
+                      vswitchctl endpoint list\n  vswitchctl endpoint del --ip 10.244.2.7"
+    )]
+    Endpoint(EndpointCommand),
+    /// Label namespaces (for namespaceSelector peers).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  vswitchctl namespace set prod --label team=a --label env=prod\n  \
+                      vswitchctl namespace list"
+    )]
+    Namespace(NamespaceCommand),
     /// Show packet, drop and event counters per port and per worker.
     #[command(
         after_help = "Examples:\n  vswitchctl stats\n  vswitchctl --json stats | jq '.ports[] | select(.drops != [])'"
@@ -171,6 +193,75 @@ enum PortCommand {
     #[command(
         after_help = "Examples:\n  vswitchctl port list\n  vswitchctl --json port list | jq -r '.[].ip'"
     )]
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Apply every NetworkPolicy in a YAML file (several documents allowed; all or none).
+    #[command(
+        after_help = "Examples:\n  vswitchctl policy apply -f policies.yaml\n  \
+                            cat p.yaml | vswitchctl policy apply -f -"
+    )]
+    Apply {
+        /// The YAML file, or `-` for standard input.
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List policies with the ports they select and their hit counts.
+    #[command(after_help = "Examples:\n  vswitchctl policy list\n  vswitchctl --json policy list")]
+    List,
+    /// Delete a policy (an unknown one is not an error).
+    #[command(after_help = "Examples:\n  vswitchctl policy delete default/test-network-policy")]
+    Delete {
+        /// NAMESPACE/NAME (a bare NAME means namespace `default`).
+        #[arg(value_name = "NAMESPACE/NAME")]
+        policy: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EndpointCommand {
+    /// Register (or replace) a pod of another node.
+    #[command(
+        after_help = "Examples:\n  vswitchctl endpoint add --ip 10.244.2.7 --namespace prod --label app=db --label tier=backend"
+    )]
+    Add {
+        /// The pod's address.
+        #[arg(long, value_name = "IP")]
+        ip: std::net::Ipv4Addr,
+        /// The pod's namespace.
+        #[arg(long, value_name = "NS", default_value = "default")]
+        namespace: String,
+        /// A label, KEY=VALUE (repeat for more).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Forget a registered pod (an unknown address is not an error).
+    #[command(after_help = "Examples:\n  vswitchctl endpoint del --ip 10.244.2.7")]
+    Del {
+        /// The pod's address.
+        #[arg(long, value_name = "IP")]
+        ip: std::net::Ipv4Addr,
+    },
+    /// List local pods and registered pods with their namespaces and labels.
+    #[command(after_help = "Examples:\n  vswitchctl endpoint list")]
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum NamespaceCommand {
+    /// Set a namespace's labels, replacing its previous ones (no --label clears them).
+    #[command(after_help = "Examples:\n  vswitchctl namespace set prod --label project=myproject")]
+    Set {
+        /// Namespace name.
+        name: String,
+        /// A label, KEY=VALUE (repeat for more).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// List namespaces and their labels.
+    #[command(after_help = "Examples:\n  vswitchctl namespace list")]
     List,
 }
 
@@ -249,6 +340,40 @@ struct AddArgs {
     /// MAC of the pod interface, e.g. 0a:58:0a:f4:01:05; derived from the IP if absent.
     #[arg(long, value_name = "MAC", value_parser = parse_mac)]
     mac: Option<String>,
+    /// The pod's Kubernetes namespace, for NetworkPolicy.
+    #[arg(long, value_name = "NS", default_value = "default")]
+    namespace: String,
+    /// A pod label, KEY=VALUE, for NetworkPolicy (repeat for more).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not a label like app=web")),
+    }
+}
+
+fn read_policy_file(path: &std::path::Path) -> Result<String, Failure> {
+    let mut text = String::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(path).map(|t| text = t)
+    };
+    read.map_err(|e| Failure::new(2, format!("reading {}: {e}", path.display())))?;
+    if text.len() > proto::MAX_REQUEST_BYTES - 1024 {
+        return Err(Failure::new(
+            2,
+            format!(
+                "{} is larger than {} bytes; split it into several files",
+                path.display(),
+                proto::MAX_REQUEST_BYTES - 1024
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 /// Shells `completions` can write a script for.
@@ -381,6 +506,8 @@ fn run(cli: &Cli) -> Result<String, Failure> {
                 ifname: a.ifname.clone(),
                 ip: a.ip,
                 mac: a.mac.clone(),
+                namespace: Some(a.namespace.clone()),
+                labels: a.labels.iter().cloned().collect(),
             });
             match ask(cli, &request)? {
                 Reply::Port(p) if cli.json => pretty(&render::cni_result(&p)),
@@ -486,6 +613,87 @@ fn run(cli: &Cli) -> Result<String, Failure> {
                 other => Err(unexpected(&other)),
             }
         }
+        Command::Policy(PolicyCommand::Apply { file }) => {
+            let yaml = read_policy_file(file)?;
+            match ask(cli, &Request::PolicyApply { yaml })? {
+                Reply::Policies(list) if cli.json => pretty(&list),
+                Reply::Policies(list) => Ok(list
+                    .iter()
+                    .map(|p| format!("networkpolicy {}/{} applied\n", p.namespace, p.name))
+                    .collect()),
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Policy(PolicyCommand::List) => match ask(cli, &Request::PolicyList {})? {
+            Reply::Policies(list) if cli.json => pretty(&list),
+            Reply::Policies(list) => Ok(render::policy_table(&list)),
+            other => Err(unexpected(&other)),
+        },
+        Command::Policy(PolicyCommand::Delete { policy }) => {
+            let (namespace, name) = policy.split_once('/').unwrap_or(("default", policy));
+            let request = Request::PolicyDelete {
+                namespace: namespace.into(),
+                name: name.into(),
+            };
+            match ask(cli, &request)? {
+                Reply::Removed(removed) if cli.json => pretty(&serde_json::json!({
+                    "namespace": namespace, "name": name, "removed": removed
+                })),
+                Reply::Removed(true) => Ok(format!("networkpolicy {namespace}/{name} deleted\n")),
+                Reply::Removed(false) => Ok(format!(
+                    "no networkpolicy {namespace}/{name}; nothing to do\n"
+                )),
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Endpoint(EndpointCommand::Add {
+            ip,
+            namespace,
+            labels,
+        }) => {
+            let spec = proto::EndpointSpec {
+                ip: *ip,
+                namespace: namespace.clone(),
+                labels: labels.iter().cloned().collect(),
+                port: None,
+            };
+            match ask(cli, &Request::EndpointAdd(spec))? {
+                Reply::Endpoints(list) if cli.json => pretty(&list),
+                Reply::Endpoints(list) => Ok(render::endpoint_table(&list)),
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Endpoint(EndpointCommand::Del { ip }) => {
+            match ask(cli, &Request::EndpointDel { ip: *ip })? {
+                Reply::Removed(removed) if cli.json => {
+                    pretty(&serde_json::json!({ "ip": ip, "removed": removed }))
+                }
+                Reply::Removed(true) => Ok(format!("endpoint {ip} removed\n")),
+                Reply::Removed(false) => Ok(format!("no endpoint {ip}; nothing to do\n")),
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Endpoint(EndpointCommand::List) => match ask(cli, &Request::EndpointList {})? {
+            Reply::Endpoints(list) if cli.json => pretty(&list),
+            Reply::Endpoints(list) => Ok(render::endpoint_table(&list)),
+            other => Err(unexpected(&other)),
+        },
+        Command::Namespace(NamespaceCommand::Set { name, labels }) => {
+            let spec = proto::NamespaceSpec {
+                name: name.clone(),
+                labels: labels.iter().cloned().collect(),
+            };
+            match ask(cli, &Request::NamespaceSet(spec))? {
+                Reply::Namespaces(list) if cli.json => pretty(&list),
+                Reply::Namespaces(list) => Ok(render::namespace_table(&list)),
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Namespace(NamespaceCommand::List) => match ask(cli, &Request::NamespaceList {})? {
+            Reply::Namespaces(list) if cli.json => pretty(&list),
+            Reply::Namespaces(list) => Ok(render::namespace_table(&list)),
+            other => Err(unexpected(&other)),
+        },
         Command::Stats => match ask(cli, &Request::Stats {})? {
             Reply::Stats(s) if cli.json => pretty(&s),
             Reply::Stats(s) => Ok(render::stats(&s)),

@@ -13,6 +13,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 use vswitch::mac::MacAddr;
+use vswitch::policy::conntrack::ConntrackConfig;
 
 /// A configuration the daemon refuses, with where and why.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -140,6 +141,8 @@ pub struct Config {
     pub control: ControlConfig,
     /// Static tunnels (`[[tunnel]]`).
     pub tunnels: Vec<TunnelSpec>,
+    /// `[conntrack]`: connection tracking size and timeouts (used once a policy exists).
+    pub conntrack: ConntrackConfig,
 }
 
 #[derive(Deserialize)]
@@ -152,7 +155,29 @@ struct RawConfig {
     control: Option<RawControl>,
     #[serde(default)]
     tunnel: Vec<Spanned<TunnelSpec>>,
+    #[serde(default)]
+    conntrack: Option<RawConntrack>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConntrack {
+    #[serde(default)]
+    max_entries: Option<Spanned<usize>>,
+    #[serde(default)]
+    tcp_established_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    tcp_transitory_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    udp_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    icmp_secs: Option<Spanned<u64>>,
+}
+
+/// Most conntrack entries per worker `[conntrack] max_entries` may ask for.
+pub const MAX_CONNTRACK_ENTRIES: usize = 1 << 24;
+/// Longest conntrack timeout, in seconds (30 days).
+pub const MAX_CONNTRACK_SECS: u64 = 30 * 24 * 3600;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -349,6 +374,41 @@ impl Config {
             }
             tunnels.push(t);
         }
+        let mut conntrack = ConntrackConfig::default();
+        if let Some(ct) = raw.conntrack {
+            if let Some(m) = ct.max_entries {
+                let v = *m.get_ref();
+                if !(4..=MAX_CONNTRACK_ENTRIES).contains(&v) {
+                    let msg =
+                        format!("conntrack.max_entries {v} is outside 4..={MAX_CONNTRACK_ENTRIES}");
+                    return Err(err(m.span(), msg));
+                }
+                conntrack.max_entries = v;
+            }
+            for (name, value, slot) in [
+                (
+                    "tcp_established_secs",
+                    ct.tcp_established_secs,
+                    &mut conntrack.tcp_established_secs,
+                ),
+                (
+                    "tcp_transitory_secs",
+                    ct.tcp_transitory_secs,
+                    &mut conntrack.tcp_transitory_secs,
+                ),
+                ("udp_secs", ct.udp_secs, &mut conntrack.udp_secs),
+                ("icmp_secs", ct.icmp_secs, &mut conntrack.icmp_secs),
+            ] {
+                let Some(v) = value else { continue };
+                let secs = *v.get_ref();
+                if !(1..=MAX_CONNTRACK_SECS).contains(&secs) {
+                    let msg =
+                        format!("conntrack.{name} {secs} is outside 1..={MAX_CONNTRACK_SECS}");
+                    return Err(err(v.span(), msg));
+                }
+                *slot = secs;
+            }
+        }
         let control = raw.control.unwrap_or(RawControl {
             socket: default_socket(),
             state_dir: default_state_dir(),
@@ -390,6 +450,7 @@ impl Config {
                 metrics,
             },
             tunnels,
+            conntrack,
         })
     }
 

@@ -88,7 +88,10 @@ fn run(config: Config) -> Result<(), String> {
             cpu: dp.cpus.first().copied(),
             batch: dp.batch,
             idle: dp.idle,
-            pipeline: PipelineConfig::default(),
+            pipeline: PipelineConfig {
+                conntrack: config.conntrack,
+                ..PipelineConfig::default()
+            },
         },
         move || XskBackend::create(FrameLayout::DEFAULT, frames),
         &tables,
@@ -196,7 +199,8 @@ fn run(config: Config) -> Result<(), String> {
 }
 
 /// Keeps the tunnels' underlay next hops resolved from the kernel's route and neighbour tables
-/// (asking the kernel to ARP for missing ones), once a second until `stop`.
+/// (asking the kernel to ARP for missing ones), and the node's address list current (for
+/// policy's node traffic), once a second until `stop`.
 fn spawn_resolver(switch: Arc<Switch>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("vswitch-resolver".into())

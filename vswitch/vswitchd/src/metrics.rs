@@ -163,6 +163,12 @@ pub fn render(stats: &Stats, uptime: f64) -> String {
             "UMEM frames of the worker.",
             |w| w.frames_total,
         ),
+        (
+            "worker_conntrack_entries",
+            "gauge",
+            "Connections the worker tracks for NetworkPolicy.",
+            |w| w.conntrack_entries,
+        ),
     ] {
         family(
             name,
@@ -171,6 +177,29 @@ pub fn render(stats: &Stats, uptime: f64) -> String {
             stats.workers.iter().map(|w| (worker(w), get(w))).collect(),
         );
     }
+    let policy = |p: &ctl::proto::PolicyCounters| {
+        format!("namespace=\"{}\",policy=\"{}\"", p.namespace, p.name)
+    };
+    family(
+        "policy_allowed_packets_total",
+        "counter",
+        "Packets a rule of the NetworkPolicy allowed (first packets of connections).",
+        stats
+            .policies
+            .iter()
+            .map(|p| (policy(p), p.allowed))
+            .collect(),
+    );
+    family(
+        "policy_denied_packets_total",
+        "counter",
+        "Packets denied at ports the NetworkPolicy selects.",
+        stats
+            .policies
+            .iter()
+            .map(|p| (policy(p), p.denied))
+            .collect(),
+    );
     let _ = writeln!(
         out,
         "# HELP vswitch_uptime_seconds Seconds since vswitchd started.\n# TYPE vswitch_uptime_seconds gauge\nvswitch_uptime_seconds {uptime:.3}"
@@ -196,7 +225,14 @@ mod tests {
             workers: vec![WorkerCounters {
                 worker: 0,
                 busy_polls: 7,
+                conntrack_entries: 3,
                 ..WorkerCounters::default()
+            }],
+            policies: vec![ctl::proto::PolicyCounters {
+                namespace: "default".into(),
+                name: "deny".into(),
+                allowed: 0,
+                denied: 4,
             }],
         };
         let text = render(&stats, 1.5);
@@ -214,6 +250,13 @@ mod tests {
             text.contains("vswitch_worker_busy_polls_total{worker=\"0\"} 7\n"),
             "{text}"
         );
+        assert!(
+            text.contains(
+                "vswitch_policy_denied_packets_total{namespace=\"default\",policy=\"deny\"} 4\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("vswitch_worker_conntrack_entries{worker=\"0\"} 3\n"));
         assert!(
             text.contains("# TYPE vswitch_worker_frames_in_use gauge"),
             "{text}"

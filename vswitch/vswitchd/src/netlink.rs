@@ -194,6 +194,21 @@ pub fn link_info(ifname: &str) -> Result<Option<(u32, [u8; 6])>, NetlinkError> {
     Ok(found.map(|l| (l.index, l.mac.unwrap_or_default())))
 }
 
+/// Every IPv4 address of the caller's namespace (the node's own addresses: what it sends pods
+/// from them is node traffic, which NetworkPolicy never judges).
+pub fn local_ipv4_addresses() -> Result<Vec<Ipv4Addr>, NetlinkError> {
+    let at = At {
+        ifname: "*",
+        netns: CALLER_NS,
+    };
+    let nets = ns::with_handle(CALLER_NS, |h| async move {
+        link::ipv4_addresses_where(&h, None)
+            .await
+            .step("list addresses", &at)
+    })?;
+    Ok(nets.into_iter().map(|n| n.addr()).collect())
+}
+
 /// Verifies a pod's interface: it exists in `netns`, is up, has `mac`, carries `address` and
 /// there is a default route via `gateway` on it. Errors on the first mismatch.
 pub fn check_pod_link(

@@ -75,6 +75,13 @@ fn text(e: impl std::fmt::Display) -> String {
 }
 
 impl PodPlumbing for NodePlumbing {
+    fn node_addresses(&self) -> Vec<Ipv4Addr> {
+        netlink::local_ipv4_addresses().unwrap_or_else(|e| {
+            tracing::warn!("cannot list the node's addresses: {e}");
+            Vec::new()
+        })
+    }
+
     fn attach(&mut self, pod: &PodRecord, gateway: Ipv4Addr) -> Result<MacAddr, String> {
         let link = netlink::create_pod_link(&PodLinkRequest {
             netns: Path::new(&pod.netns),

@@ -10,6 +10,7 @@
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -39,6 +40,16 @@ pub struct PodRecord {
     pub ip: Ipv4Net,
     /// Pod MTU.
     pub mtu: u16,
+    /// Kubernetes namespace (NetworkPolicy).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Labels (NetworkPolicy).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_namespace() -> String {
+    "default".into()
 }
 
 /// Everything the daemon persists.
@@ -56,6 +67,15 @@ pub struct State {
     /// Tunnels added at run time (`tunnel add`); tunnels from the config are not stored.
     #[serde(default)]
     pub tunnels: Vec<ctl::proto::TunnelSpec>,
+    /// NetworkPolicy documents (`policy apply`), in the order applied.
+    #[serde(default)]
+    pub policies: Vec<vswitch::policy::spec::NetworkPolicy>,
+    /// Pods of other nodes (`endpoint add`).
+    #[serde(default)]
+    pub endpoints: Vec<ctl::proto::EndpointSpec>,
+    /// Namespace labels (`namespace set`).
+    #[serde(default)]
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Why an address could not be given.
@@ -236,6 +256,8 @@ mod tests {
             mac: MacAddr([0x0a, 0x58, 0, 0, 0, slot as u8]),
             ip: ip.parse().unwrap(),
             mtu: 1500,
+            namespace: "default".into(),
+            labels: Default::default(),
         }
     }
 

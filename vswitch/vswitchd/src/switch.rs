@@ -8,6 +8,8 @@
 //! and stores nothing. `port del` of an unknown pod succeeds. Requests are serialized by one
 //! lock on the control path; workers never take it.
 
+mod policy;
+
 use crate::config::{mac_for_ip, Config};
 use crate::control::Handler;
 use crate::state::{PodRecord, State, StateStore};
@@ -50,6 +52,10 @@ pub trait PodPlumbing: Send {
     fn capture(&self, _tap: crate::worker::Tap) -> Result<(), String> {
         Err("this switch cannot capture".into())
     }
+    /// The node's own IPv4 addresses (its traffic to pods is never judged by policy).
+    fn node_addresses(&self) -> Vec<std::net::Ipv4Addr> {
+        Vec::new()
+    }
 }
 
 struct Inner {
@@ -59,6 +65,8 @@ struct Inner {
     fixed_ports: Vec<PortInfo>,
     /// Resolved underlay next hops by tunnel name.
     next_hops: BTreeMap<String, MacAddr>,
+    /// The node's own addresses, as last read.
+    node_addresses: Vec<std::net::Ipv4Addr>,
 }
 
 /// Tunnels from the config, then those added at run time.
@@ -156,7 +164,9 @@ impl Switch {
             plumbing,
             fixed_ports,
             next_hops: BTreeMap::new(),
+            node_addresses: Vec::new(),
         };
+        inner.node_addresses = inner.plumbing.node_addresses();
         for pod in inner.state.pods.clone() {
             match inner.plumbing.reattach(&pod) {
                 Ok(mac) => {
@@ -214,7 +224,8 @@ impl Switch {
                 mtu: pod.mtu,
             });
         }
-        let tables = self.build_tables(&inner.state, &inner.next_hops, ports)?;
+        let mut tables = self.build_tables(&inner.state, &inner.next_hops, ports)?;
+        tables.node_addresses = inner.node_addresses.clone();
         self.tables.publish(tables);
         Ok(())
     }
@@ -233,8 +244,11 @@ impl Switch {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        Tables::build_with_tunnels(self.switch_config(state), ports, tunnels)
-            .map_err(|e| e.to_string())
+        let policy = self.policy_set(state, &ports);
+        let mut tables = Tables::build_with_tunnels(self.switch_config(state), ports, tunnels)
+            .map_err(|e| e.to_string())?;
+        tables.policy = policy;
+        Ok(tables)
     }
 
     /// Looks up the underlay next hop of every tunnel in the kernel's tables, asks the kernel
@@ -251,9 +265,15 @@ impl Switch {
                 next.insert(name, mac);
             }
         }
-        if next != inner.next_hops {
-            tracing::info!("tunnel next hops: {:?}", next);
+        let addresses = inner.plumbing.node_addresses();
+        if next != inner.next_hops || addresses != inner.node_addresses {
+            tracing::info!(
+                "tunnel next hops: {:?}; node addresses {:?}",
+                next,
+                addresses
+            );
             inner.next_hops = next;
+            inner.node_addresses = addresses;
             if let Err(e) = self.publish(&inner) {
                 tracing::error!("publishing tables with new next hops: {e}");
             }
@@ -358,6 +378,8 @@ impl Switch {
             ip: pod.ip,
             gateway: self.config.gateway_ip(),
             mtu: pod.mtu,
+            namespace: pod.namespace.clone(),
+            labels: pod.labels.clone(),
         }
     }
 
@@ -371,6 +393,12 @@ impl Switch {
                 ErrorCode::NotFound,
                 format!("network namespace {} does not exist", netns.display()),
             );
+        }
+        let namespace = req.namespace.clone().unwrap_or_else(|| "default".into());
+        if let Err(why) =
+            policy::check_namespace(&namespace).and_then(|()| policy::check_labels(&req.labels))
+        {
+            return error(ErrorCode::BadRequest, why);
         }
         let mac = match req.mac.as_deref().map(str::parse::<MacAddr>).transpose() {
             Ok(m) => m,
@@ -428,6 +456,8 @@ impl Switch {
             mac,
             ip: Ipv4Net::new(ip, cidr.prefix_len()).expect("prefix from a valid CIDR"),
             mtu: self.config.pod_mtu(),
+            namespace,
+            labels: req.labels.clone(),
         };
         let host_mac = match inner.plumbing.attach(&record, self.config.gateway_ip()) {
             Ok(m) => m,
@@ -543,9 +573,15 @@ impl Switch {
                 sleep_ns: w.sleep_ns.get(),
                 frames_in_use: w.frames_in_use.get(),
                 frames_total: w.frames_total.get(),
+                conntrack_entries: w.conntrack_entries.get(),
             })
             .collect();
-        ok(Reply::Stats(proto::Stats { ports, workers }))
+        let policies = self.policy_counters();
+        ok(Reply::Stats(proto::Stats {
+            ports,
+            workers,
+            policies,
+        }))
     }
 
     fn node(&self) -> Response {
@@ -715,6 +751,14 @@ impl Handler for Switch {
                 timeout_ms,
             } => self.capture(&port, count, timeout_ms),
             Request::Trace { port, frame } => self.trace(&port, &frame),
+            Request::PolicyApply { yaml } => self.policy_apply(&yaml),
+            Request::PolicyList {} => self.policy_list(),
+            Request::PolicyDelete { namespace, name } => self.policy_delete(&namespace, &name),
+            Request::EndpointAdd(spec) => self.endpoint_add(spec),
+            Request::EndpointDel { ip } => self.endpoint_del(ip),
+            Request::EndpointList {} => self.endpoint_list(),
+            Request::NamespaceSet(spec) => self.namespace_set(spec),
+            Request::NamespaceList {} => self.namespace_list(),
         }
     }
 }
@@ -959,6 +1003,8 @@ mod tests {
                 ifname: "eth0".into(),
                 ip: ip.map(|i| i.parse().unwrap()),
                 mac: None,
+                namespace: None,
+                labels: Default::default(),
             }))
         }
     }
@@ -1100,6 +1146,8 @@ mod tests {
             ifname: "eth0".into(),
             ip: None,
             mac: None,
+            namespace: None,
+            labels: Default::default(),
         }));
         assert!(matches!(
             missing_ns,

@@ -4,16 +4,19 @@
 //! as `icmp 10.244.1.2 > 10.244.1.3 ttl 5`) into a frame as the given port would send it;
 //! [`trace`] runs it through a private pipeline over the current table snapshot and reports
 //! each stage's decision and the frame as it would leave. Nothing is transmitted and no
-//! counter moves. Non-goals: the workers' learned FDB entries (the trace pipeline starts with
-//! none) and per-flow state.
+//! counter moves. The `acl` step says which policy rule allowed the frame, or which policies
+//! denied it. Non-goals: the workers' learned FDB entries (the trace pipeline starts with none)
+//! and connection state (every traced frame is judged as the first of its connection).
 
 use ctl::proto::{Trace, TraceStep};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use vswitch::frame::{FrameArena, FrameLayout};
 use vswitch::mac::MacAddr;
+use vswitch::pipeline::acl::{AclNote, CtNote};
 use vswitch::pipeline::{PacketCtx, Pipeline, PipelineConfig, Verdict, L3};
-use vswitch::tables::{PortInfo, Tables};
+use vswitch::policy::{Direction, Judgement};
+use vswitch::tables::{PortId, PortInfo, Tables};
 use vswitch::testing::{arp_request, echo_request, ipv4_frame};
 
 /// The frame described by `input`, as sent by `port` (hex bytes are taken as they are).
@@ -28,7 +31,7 @@ pub fn frame_from(input: &str, port: &PortInfo, gateway_mac: MacAddr) -> Result<
             .collect::<Result<Vec<u8>, _>>()
             .map_err(|e| e.to_string());
     }
-    let usage = "describe the frame as `icmp|udp|tcp|arp SRC > DST [ttl N] [len N] [dst-mac MAC]`, or give hex bytes";
+    let usage = "describe the frame as `icmp|udp|tcp|arp SRC > DST [ttl N] [len N] [port N] [dst-mac MAC]`, or give hex bytes";
     let words: Vec<&str> = input.split_whitespace().collect();
     let [proto, src, ">", dst, rest @ ..] = words.as_slice() else {
         return Err(usage.into());
@@ -39,10 +42,12 @@ pub fn frame_from(input: &str, port: &PortInfo, gateway_mac: MacAddr) -> Result<
     };
     let (src, dst) = (ip(src)?, ip(dst)?);
     let (mut ttl, mut len, mut dst_mac) = (64u8, 0usize, gateway_mac);
+    let mut dport: Option<u16> = None;
     for pair in rest.chunks(2) {
         match pair {
             ["ttl", v] => ttl = v.parse().map_err(|_| format!("bad ttl {v:?}"))?,
             ["len", v] => len = v.parse().map_err(|_| format!("bad len {v:?}"))?,
+            ["port", v] => dport = Some(v.parse().map_err(|_| format!("bad port {v:?}"))?),
             ["dst-mac", v] => {
                 dst_mac = v
                     .parse()
@@ -72,11 +77,17 @@ pub fn frame_from(input: &str, port: &PortInfo, gateway_mac: MacAddr) -> Result<
             dst,
             ttl,
             17,
-            &pad(vec![0x9c, 0x40, 0x00, 0x35, 0, 8, 0, 0]),
+            &pad([
+                &[0x9c, 0x40][..],
+                &dport.unwrap_or(53).to_be_bytes(),
+                &[0, 8, 0, 0],
+            ]
+            .concat()),
         ),
         "tcp" => {
+            let [hi, lo] = dport.unwrap_or(80).to_be_bytes();
             let mut syn = vec![
-                0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+                0x9c, 0x40, hi, lo, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
             ];
             syn = pad(syn);
             ipv4_frame(port.mac, dst_mac, src, dst, ttl, 6, &syn)
@@ -95,9 +106,13 @@ pub fn trace(tables: &Tables, port: &PortInfo, frame: &[u8]) -> Result<Trace, St
     let mut pipeline = Pipeline::new(PipelineConfig::default(), Arc::default());
     let mut steps = Vec::new();
     let end = pipeline.trace(tables, &mut arena, port.id, desc, 0, &mut |stage, ctx| {
+        let mut verdict = describe(tables, ctx);
+        if stage == "acl" {
+            verdict += &describe_acl(tables, &ctx.acl);
+        }
         steps.push(TraceStep {
             stage: stage.into(),
-            verdict: describe(tables, ctx),
+            verdict,
         });
     });
     let (output, output_port) = match end.verdict {
@@ -118,6 +133,43 @@ pub fn trace(tables: &Tables, port: &PortInfo, frame: &[u8]) -> Result<Trace, St
         output,
         output_port,
     })
+}
+
+/// How policy judged a frame: `; policy: new flow; egress at A: allowed by ns/p egress rule 0;
+/// ingress at B: denied (selected by ns/q, no rule allows)`. Traces judge every frame as the
+/// first of its connection: connection state lives in the workers.
+fn describe_acl(tables: &Tables, note: &AclNote) -> String {
+    if note.ct == CtNote::Untracked {
+        return if tables.policy.is_active() {
+            String::new()
+        } else {
+            "; policy: none applied (no NetworkPolicy)".into()
+        };
+    }
+    let set = &tables.policy;
+    let name = |id: PortId| {
+        tables
+            .port(id)
+            .map_or_else(|| format!("port {}", id.0), |p| p.name.clone())
+    };
+    let mut out = format!("; policy: {} flow", note.ct.name());
+    for (direction, port, judgement) in [
+        (Direction::Egress, note.egress_port, note.egress),
+        (Direction::Ingress, note.ingress_port, note.ingress),
+    ] {
+        let Some(port) = port else { continue };
+        let what = match judgement {
+            Judgement::NotJudged => continue,
+            Judgement::NotSelected => "allowed (no policy selects it)".to_string(),
+            Judgement::Allowed(r) => format!("allowed by {}", set.describe_rule(r)),
+            Judgement::Denied => format!(
+                "denied (selected by {}; no rule allows it)",
+                set.selecting(port, direction).join(", ")
+            ),
+        };
+        out += &format!("; {} at {}: {what}", direction.name(), name(port));
+    }
+    out
 }
 
 fn describe(tables: &Tables, ctx: &PacketCtx) -> String {

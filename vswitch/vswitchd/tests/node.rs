@@ -459,6 +459,8 @@ fn control_errors_leave_the_daemon_serving() {
         ifname: "eth0".into(),
         ip: None,
         mac: None,
+        namespace: None,
+        labels: Default::default(),
     });
     assert_eq!(error_code(&r), Some(ErrorCode::NotFound), "{r:?}");
     assert!(node.running(), "vswitchd died:\n{}", node.log());
@@ -475,6 +477,8 @@ fn control_errors_leave_the_daemon_serving() {
         ifname: "eth0".into(),
         ip: Some(p1.ip),
         mac: None,
+        namespace: None,
+        labels: Default::default(),
     });
     assert_eq!(error_code(&dup), Some(ErrorCode::Conflict), "{dup:?}");
     let eth0 = lab.try_ip(&ns2, &["link", "show", "eth0"]);

@@ -113,13 +113,19 @@ pub(crate) async fn add_address(h: &Handle, index: u32, address: Ipv4Net) -> Res
 
 /// The IPv4 addresses (with prefix) on link `index`.
 pub(crate) async fn ipv4_addresses(h: &Handle, index: u32) -> Result<Vec<Ipv4Net>, Error> {
-    let msgs: Vec<_> = h
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute()
-        .try_collect()
-        .await?;
+    ipv4_addresses_where(h, Some(index)).await
+}
+
+/// The IPv4 addresses (with prefix) on link `index`, or on every link.
+pub(crate) async fn ipv4_addresses_where(
+    h: &Handle,
+    index: Option<u32>,
+) -> Result<Vec<Ipv4Net>, Error> {
+    let mut request = h.address().get();
+    if let Some(index) = index {
+        request = request.set_link_index_filter(index);
+    }
+    let msgs: Vec<_> = request.execute().try_collect().await?;
     let mut found = Vec::new();
     for msg in msgs {
         let local = msg.attributes.iter().find_map(|a| match a {

@@ -631,6 +631,8 @@ impl Node<'_> {
             ifname: "eth0".into(),
             ip: None,
             mac: None,
+            namespace: None,
+            labels: Default::default(),
         });
         match r {
             Response::Ok {
