@@ -19,6 +19,17 @@ LABEL = {
     "flannel": "kernel flannel (VXLAN)",
 }
 SECTIONS = {"same": ["vswitch", "bridge", "ovs"], "cross": ["vswitch-vxlan", "vswitch-ipip", "flannel"]}
+# ACL scaling: the same-node vswitch without a policy (the reference, measured again in this
+# section) and with one NetworkPolicy of N ingress rules selecting the receiving pod.
+ACL_SIZES = [1, 100, 1000, 10000]
+ACL_ENGINES = ["vswitch"] + [f"vswitch-acl{n}" for n in ACL_SIZES]
+ACL_LABEL = {"vswitch": "vswitch, no policy",
+             **{f"vswitch-acl{n}": f"vswitch, {n:,} rule{'s' if n != 1 else ''}" for n in ACL_SIZES}}
+SECTION_ORDER = ["same", "cross", "acl"]
+
+
+def label(r):
+    return ACL_LABEL[r["engine"]] if r["section"] == "acl" else LABEL[r["engine"]]
 
 
 def med(rows, get):
@@ -35,6 +46,12 @@ def med(rows, get):
 
 def fmt(v, spec="{:,.0f}", none="n/a"):
     return none if v is None else spec.format(v)
+
+
+def size(n):
+    if n is None:
+        return "n/a"
+    return f"{n:,.0f} B" if n < 10240 else f"{n / 1024:,.0f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
 
 
 def ratio(a, b):
@@ -63,14 +80,24 @@ def notes(r):
     if u.get("foreign_cpu_pct", 0) > 5:
         n.append(f"foreign load {u['foreign_cpu_pct']:.0f} % of a CPU during UDP")
     p = r.get("phases_s")
+    acl = r.get("acl")
+    if acl and acl.get("rules"):
+        n.append(f"policy: {acl['yaml_bytes']:,} bytes of YAML applied in {acl['apply_s'] * 1e3:.0f} ms, probe"
+                 f" +{acl['probe_allowed']} allowed / +{acl['probe_denied']} denied; during the"
+                 f" measurements {acl['allowed']} flows allowed, {acl['denied']} packets denied;"
+                 f" {acl['conntrack_entries']} conntrack entries after")
+    elif acl:
+        n.append(f"{acl['conntrack_entries']} conntrack entries after")
     if p:
         n.append("phases " + " ".join(f"{k} {v:g}" for k, v in p.items()) + " s")
     return "; ".join(n)
 
 
-def summarize(raw):
+def summarize(raw, sections=None):
+    """{engine: medians} over the rows of the given sections (default: same and cross)."""
     s = {}
-    for sec, engines in SECTIONS.items():
+    sections = sections or SECTIONS
+    for sec, engines in sections.items():
         for e in engines:
             rows = [r for r in raw if r["section"] == sec and r["engine"] == e]
             if not rows:
@@ -98,6 +125,11 @@ def summarize(raw):
                 "cpu": {c: [med(rows, lambda r: r["udp"]["cpu_pct"][c][i]) for i in (0, 1)]
                         for c in sorted({c for r in rows for c in r["udp"].get("cpu_pct", {})})},
                 "foreign": max(r.get("foreign_pct", 0) for r in rows),
+                "acl_bytes": med(rows, lambda r: r["acl"]["yaml_bytes"]),
+                "acl_apply": med(rows, lambda r: r["acl"]["apply_s"]),
+                "acl_allowed": med(rows, lambda r: r["acl"]["allowed"]),
+                "acl_denied": med(rows, lambda r: r["acl"]["denied"]),
+                "conntrack": med(rows, lambda r: r["acl"]["conntrack_entries"]),
             }
     return s
 
@@ -112,6 +144,7 @@ def main():
     raw = [json.loads(l) for l in open(a.raw) if l.strip()] if open(a.raw).read().strip() else []
     meta = json.load(open(a.meta))
     s = summarize(raw)
+    acl = summarize(raw, {"acl": ACL_ENGINES})
     mhz = meta.get("cpu_mhz")
     cyc = lambda ns: ns * mhz / 1000.0 if ns is not None and mhz else None
     unavailable = {"ovs": meta["ovs_unavailable"]} if meta.get("ovs_unavailable") else {}
@@ -123,7 +156,8 @@ def main():
     during = [r["udp"].get("foreign_cpu_pct") or 0 for r in raw]
     disturbed = [r for r in raw if (r["udp"].get("foreign_cpu_pct") or 0) > 5]
     w("# vswitch benchmark results\n")
-    w(f"Produced by `sudo perf/run.sh{' --quick' if meta['mode'] == 'quick' else ''}` on {meta['date']}"
+    args = meta.get("args", "--quick" if meta["mode"] == "quick" else "")
+    w(f"Produced by `sudo perf/run.sh{' ' + args if args else ''}` on {meta['date']}"
       f" ({meta['mode']} mode, {meta['reps']} repetition{'s' if meta['reps'] != 1 else ''} per engine with the engines alternating inside"
       f" each repetition, medians; the run took {meta['elapsed_s'] // 60} min {meta['elapsed_s'] % 60} s).\n")
     w(f"- Machine: {meta['nproc']} CPUs (`nproc`), {meta['cpu_model']}"
@@ -144,7 +178,7 @@ def main():
       f" CPU time of processes outside the harness's namespaces during the UDP windows: max"
       f" {max(during, default=0):.0f} % of a CPU"
       + (f"; above 5 % in {len(disturbed)} of {len(raw)} measurements"
-         f" ({', '.join(sorted({'rep %d %s' % (r['rep'], LABEL[r['engine']]) for r in disturbed}))}),"
+         f" ({', '.join(sorted({'rep %d %s' % (r['rep'], label(r)) for r in disturbed}))}),"
          " which the medians absorb; see the notes column of the last table" if disturbed else "")
       + ".\n")
 
@@ -236,12 +270,7 @@ def main():
             w(f"| {LABEL[e]} | unavailable: {unavailable[e]} | |")
         w("")
 
-    w("## ACL scaling\n")
-    w("| rules | result |")
-    w("|---|---|")
-    for n in (1, 100, 1000, 10000):
-        w(f"| {n:,} | {meta['acl']} |")
-    w("")
+    acl_table(w, acl, meta, cyc)
 
     # --- the issue's targets ---------------------------------------------------------------
     g = lambda e, k: s.get(e, {}).get(k)
@@ -255,27 +284,28 @@ def main():
 
     bound = lambda e: e in s and s[e]["loss"] is not None and s[e]["loss"] < 2.0
 
-    w("## Targets (issue 5, deliverable 7): goals of the benchmark, not assertions\n")
-    w("| target | measured | |")
-    w("|---|---|---|")
-    target("same-node 64 B delivered pps >= 1.3x OVS-AF_XDP",
-           ratio(g("vswitch", "delivered"), g("ovs", "delivered")), 1.3, "{:.2f}x",
-           note=" (both rows †: generator-bound, so not a capacity ratio)" if bound("vswitch") and bound("ovs") else "")
-    target("same-node 64 B delivered pps >= 1.6x the Linux bridge",
-           ratio(g("vswitch", "delivered"), g("bridge", "delivered")), 1.6, "{:.2f}x")
-    target("forwarding core <= 1000 cycles per packet (vswitchd process, same node)",
-           cyc(g("vswitch", "switch_ns")), 1000, "{:,.0f} cycles", higher=False,
-           note=" (a polling worker's whole core per delivered packet, below saturation: an upper"
-                " bound)" if bound("vswitch") else "")
-    target("VXLAN >= 1.5x the kernel VXLAN path (delivered pps, cross node)",
-           ratio(g("vswitch-vxlan", "delivered"), g("flannel", "delivered")), 1.5, "{:.2f}x",
-           note=" (vswitch uses CPU 1 and part of CPU 0, the kernel path only CPU 0: see the CPU"
-                " table)" if "flannel" in s else "")
-    target("p99 RTT <= 2x the bridge's (same node)",
-           ratio(g("vswitch", "p99"), g("bridge", "p99")), 2.0, "{:.2f}x", higher=False)
-    target("TCP >= 0.5x the bridge (same node)",
-           ratio(g("vswitch", "tcp"), g("bridge", "tcp")), 0.5, "{:.2f}x")
-    w("")
+    if s:   # an ACL-only run has nothing for these targets
+        w("## Targets (issue 5, deliverable 7): goals of the benchmark, not assertions\n")
+        w("| target | measured | |")
+        w("|---|---|---|")
+        target("same-node 64 B delivered pps >= 1.3x OVS-AF_XDP",
+               ratio(g("vswitch", "delivered"), g("ovs", "delivered")), 1.3, "{:.2f}x",
+               note=" (both rows †: generator-bound, so not a capacity ratio)" if bound("vswitch") and bound("ovs") else "")
+        target("same-node 64 B delivered pps >= 1.6x the Linux bridge",
+               ratio(g("vswitch", "delivered"), g("bridge", "delivered")), 1.6, "{:.2f}x")
+        target("forwarding core <= 1000 cycles per packet (vswitchd process, same node)",
+               cyc(g("vswitch", "switch_ns")), 1000, "{:,.0f} cycles", higher=False,
+               note=" (a polling worker's whole core per delivered packet, below saturation: an upper"
+                    " bound)" if bound("vswitch") else "")
+        target("VXLAN >= 1.5x the kernel VXLAN path (delivered pps, cross node)",
+               ratio(g("vswitch-vxlan", "delivered"), g("flannel", "delivered")), 1.5, "{:.2f}x",
+               note=" (vswitch uses CPU 1 and part of CPU 0, the kernel path only CPU 0: see the CPU"
+                    " table)" if "flannel" in s else "")
+        target("p99 RTT <= 2x the bridge's (same node)",
+               ratio(g("vswitch", "p99"), g("bridge", "p99")), 2.0, "{:.2f}x", higher=False)
+        target("TCP >= 0.5x the bridge (same node)",
+               ratio(g("vswitch", "tcp"), g("bridge", "tcp")), 0.5, "{:.2f}x")
+        w("")
 
     w("## How it was measured\n")
     w("- **offered pps**: the sending pod's `eth0` tx_packets + tx_dropped over the window (what"
@@ -314,28 +344,101 @@ def main():
     w("## Per repetition\n")
     w("| rep | engine | offered pps | delivered pps | switch ns/pkt | machine ns/pkt | RTT p50/p99/p99.9 µs | TCP Gbit/s | notes |")
     w("|---|---|---|---|---|---|---|---|---|")
-    for r in sorted(raw, key=lambda r: (list(LABEL).index(r["engine"]), r["rep"])):
+    order = lambda r: (SECTION_ORDER.index(r["section"]),
+                       (ACL_ENGINES if r["section"] == "acl" else list(LABEL)).index(r["engine"]), r["rep"])
+    for r in sorted(raw, key=order):
         u, l = r["udp"], r["lat"]
-        w(f"| {r['rep']} | {LABEL[r['engine']]} | {fmt(u.get('offered_pps'))} | {fmt(u.get('delivered_pps'))} |"
+        w(f"| {r['rep']} | {label(r)} | {fmt(u.get('offered_pps'))} | {fmt(u.get('delivered_pps'))} |"
           f" {fmt(u.get('switch_ns'))} | {fmt(u.get('machine_ns'))} |"
           f" {fmt(l.get('p50_us'))}/{fmt(l.get('p99_us'))}/{fmt(l.get('p999_us'))} | {fmt(r['tcp_gbps'], '{:.2f}')} |"
           f" {notes(r)} |")
     w("")
     open(a.md, "w").write("\n".join(out))
 
-    chart(s, engines, a.png, meta)
+    chart(s, engines, acl, a.png, meta)
 
 
-def chart(s, engines, png, meta):
+def acl_table(w, acl, meta, cyc):
+    if not acl:
+        w("## ACL scaling\n")
+        w(f"Not measured in this run (`--only {meta.get('only')}`); `perf/run.sh` or `--only acl` measures it.\n")
+        return
+    base = acl.get("vswitch", {})
+    w("## ACL scaling: one NetworkPolicy of N ingress rules on the receiving pod (same node)\n")
+    w("| engine | delivered pps (offered) | loss % | delivered vs no policy | switch process ns/pkt"
+      " (cycles) | worker: polls busy %, frames per busy poll | RTT p50 / p99 µs | p99 vs no policy |"
+      " TCP Gbit/s | TCP vs no policy | policy: YAML, apply | during the measurements: flows allowed,"
+      " packets denied | conntrack entries after |")
+    w("|---" * 13 + "|")
+    for e in ACL_ENGINES:
+        if e not in acl:
+            continue
+        r = acl[e]
+        mark = " †" if r["loss"] is not None and r["loss"] < 2.0 else ""
+        poll = (f"{fmt(r['busy_poll'], '{:.0f}')} %, {fmt(r['batch'], '{:.1f}')}"
+                if r["busy_poll"] is not None else "n/a")
+        same = e == "vswitch"
+        pol = "—" if same else f"{size(r['acl_bytes'])}, {fmt(r['acl_apply'] and r['acl_apply'] * 1e3, '{:,.0f}')} ms"
+        cls = "—" if same else f"{fmt(r['acl_allowed'])}, {fmt(r['acl_denied'])}"
+        rat = lambda k, spec="{:.2f}x": "—" if same else fmt(ratio(r[k], base.get(k)), spec)
+        w(f"| {ACL_LABEL[e]} | {fmt(r['delivered'])}{mark} ({fmt(r['offered'])}) | {fmt(r['loss'], '{:.1f}')} |"
+          f" {rat('delivered')} | {fmt(r['switch_ns'])} ({fmt(cyc(r['switch_ns']))}) | {poll} |"
+          f" {fmt(r['p50'], '{:.0f}')} / {fmt(r['p99'], '{:.0f}')} | {rat('p99')} |"
+          f" {fmt(r['tcp'], '{:.2f}')} | {rat('tcp')} | {pol} | {cls} | {fmt(r['conntrack'])} |")
+    w("")
+    w("- **Policy** (perf/acl_policy.py): one NetworkPolicy `perf-aclN` selecting pod b (`role=sink`)"
+      " for ingress, with N ingress rules in order. Rules 1 .. N-1 miss the benchmark's traffic by one"
+      " field: odd ones come from an ipBlock 172.16.X.Y/32 on the benchmark's ports, even ones from pod"
+      " a (`role=source`) on UDP/TCP 20000 + i; the LAST rule allows pod a (podSelector) on UDP 9"
+      " (the sink), UDP 7 (ping-pong) and TCP 5201 (iperf3), so a first-match linear classifier walks"
+      " all N rules for every new flow of the benchmark. ICMP matches no rule. The pods, the CPUs and"
+      " the three measurements are those of the same-node vswitch row; the \"no policy\" row is"
+      " measured again in this section, alternating with the N-rule engines inside each repetition.")
+    w("- **Checked before measuring**: the policy is applied (`vswitchctl policy apply -f`, the apply"
+      " column: YAML size and the command's wall time) after the pods reached each other, `vswitchctl"
+      " policy list` must show N rules on pod b's port alone, then pod a's neighbour table is flushed"
+      " and a probe sends a new UDP flow to :9 and one to :10: the policy's allowed count must rise"
+      " (ARP and the last rule work) and its denied count too (UDP :10 matches no rule), or the run"
+      " stops. The counters column is what `vswitchctl --json stats` `policies` counted after that"
+      " probe, over latency + UDP + TCP (medians): the classifier's allowed decisions (per flow) and"
+      " denied packets; denied should be 0 (nothing the benchmark sends is refused).")
+    w("- **Traffic pattern**: the UDP rows are one flow (trafgen's fixed 5-tuple 10.244.1.2:40000 ->"
+      " 10.244.1.3:9): its first packet is classified (all N rules), every later one is a conntrack"
+      " hit, whatever N is. Ping-pong and iperf3 are one flow each (iperf3: control + data"
+      " connection), so the allowed count above is a handful. These rows therefore show the"
+      " per-packet cost of an established connection under a policy (it should be flat in N), not"
+      " the classifier's cost per new flow at N rules: for that, `cargo bench -p vswitch --bench"
+      " pipeline -- acl` (new flows every batch, and `uncached`: every packet classified, at 0, 1 and"
+      " 10,000 rules).")
+    if any(v["loss"] is not None and v["loss"] < 2.0 for v in acl.values()):
+        w("- † took (nearly) everything offered: bound by the generator, so the delivered ratio hides a"
+          " cost difference; the worker columns do not (a saturated vswitch worker is 100 % busy polls"
+          " with 64 frames per busy poll; a costlier packet raises both below saturation). The switch"
+          " ns/pkt of a polling worker is its whole core per delivered packet (1e9 / delivered pps).")
+    w("")
+
+
+def chart(s, engines, acl, png, meta):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if not engines:
+    acl_e = [e for e in ACL_ENGINES if e in acl]
+    if not engines and not acl_e:
         return
+    rows = (1 if engines else 0) + (1 if acl_e else 0)
+    fig, axes = plt.subplots(rows, 3, figsize=(15, 4.8 * rows), squeeze=False)
+    if acl_e:
+        acl_chart(acl, acl_e, axes[-1])
+    if not engines:
+        fig.suptitle(f"vswitch ACL scaling ({meta['mode']} run {meta['date']}, commit {meta['commit']})",
+                     fontsize=10)
+        fig.tight_layout()
+        fig.savefig(png, dpi=100)
+        return
+    ax = axes[0]
     names = [LABEL[e].replace(" (", "\n(") for e in engines]
     color = ["#1f77b4" if e.startswith("vswitch") else "#999999" for e in engines]
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.8))
     # same-node engines, a gap, cross-node engines
     x = [i + (0.6 if e in SECTIONS["cross"] else 0.0) for i, e in enumerate(engines)]
     same_x = [i for i, e in zip(x, engines) if e in SECTIONS["same"]]
@@ -357,10 +460,28 @@ def chart(s, engines, png, meta):
             a_.text(0.01, 0.97, "same node", transform=a_.transAxes, fontsize=7, va="top")
             a_.text(gap[0] + 0.1, 0.97, "cross node", transform=a_.get_xaxis_transform(), fontsize=7, va="top")
     ax[0].legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.0, 0.93))
-    fig.suptitle(f"vswitch vs peers, same node and cross node ({meta['mode']} run {meta['date']},"
-                 f" commit {meta['commit']})", fontsize=10)
+    fig.suptitle(f"vswitch vs peers, same node and cross node{', ACL scaling' if acl_e else ''}"
+                 f" ({meta['mode']} run {meta['date']}, commit {meta['commit']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(png, dpi=100)
+
+
+def acl_chart(acl, engines, ax):
+    x = list(range(len(engines)))
+    names = [ACL_LABEL[e].removeprefix("vswitch, ") for e in engines]
+    color = ["#999999" if e == "vswitch" else "#1f77b4" for e in engines]
+    ax[0].bar(x, [(acl[e]["offered"] or 0) / 1e6 for e in engines], color="#dddddd", label="offered")
+    ax[0].bar(x, [(acl[e]["delivered"] or 0) / 1e6 for e in engines], color=color, width=0.6, label="delivered")
+    ax[0].set_title("ACL scaling: 64-byte UDP, one flow, Mpps (median)")
+    ax[0].legend(fontsize=8, loc="lower right")
+    ax[1].bar(x, [acl[e]["tcp"] or 0 for e in engines], color=color)
+    ax[1].set_title("ACL scaling: TCP iperf3, Gbit/s (median)")
+    ax[2].bar(x, [acl[e]["p99"] or 0 for e in engines], color=color)
+    ax[2].set_title("ACL scaling: UDP ping-pong RTT p99, µs (median)")
+    for a_ in ax:
+        a_.set_xticks(x)
+        a_.set_xticklabels(names, fontsize=8)
+        a_.grid(axis="y", alpha=0.3)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,20 @@
 #   UDP      64-byte frames from trafgen pinned to CPU 0: offered/delivered pps, loss, CPU ns per
 #            delivered packet (perf/measure.py says exactly what is counted)
 #   TCP      iperf3, one stream, receiver Gbit/s
-#   ACL      1/100/1000/10000 rules: "skipped: no ACLs yet"
+#
+#   ACL scaling (same node): vswitch with no policy (the reference) | vswitch-acl1 | -acl100 |
+#               -acl1000 | -acl10000: pod b selected for ingress by one NetworkPolicy of N rules
+#               (perf/acl_policy.py: N-1 rules miss the benchmark's traffic, the last allows pod a
+#               on UDP 9, UDP 7, TCP 5201), applied and probed before the same three measurements
 # The switch worker (vswitchd cpus = [1], OVS pmd-cpu-mask 0x2) runs on CPU 1.
-# Writes perf/RESULTS.md + perf/results.png (quick mode: perf/RESULTS-quick.md, results-quick.png).
+# Writes perf/RESULTS.md + perf/results.png (quick mode: perf/RESULTS-quick.md, results-quick.png);
+# a partial run (--only X) writes perf/RESULTS-X.md + results-X.png (-X-quick in quick mode) and
+# leaves the full reports alone.
 # Not a test: nothing is asserted; the issue's targets are reported as met / not met.
 #
-# Usage: sudo perf/run.sh [--quick] [--reps N] [--secs S] [--only same|cross]
-#   full (default): 5 repetitions, 10 s UDP and TCP, 20000 round trips (~15 min)
-#   --quick:        3 repetitions, 2 s UDP and TCP, 5000 round trips (< 3 min)
+# Usage: sudo perf/run.sh [--quick] [--reps N] [--secs S] [--only same|cross|acl]
+#   full (default): 5 repetitions, 10 s UDP and TCP, 20000 round trips (~25 min)
+#   --quick:        3 repetitions, 2 s UDP and TCP, 5000 round trips (~5 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -29,6 +35,7 @@ PACKAGES+=(
   python3-matplotlib   # perf/results.png
 )
 
+ARGS="$*"
 MODE=full REPS=5 SECS=10 TCP_SECS=10 RTTS=20000 RTT_MAX=60 QUIET_WAIT=120 ONLY=""
 while (($#)); do
   case $1 in
@@ -48,7 +55,8 @@ done
 exec 9>/tmp/vswitch-perf.lock
 flock -n 9 || { echo "perf/run.sh: another run holds /tmp/vswitch-perf.lock" >&2; exit 1; }
 ((REPS >= 1)) || { echo "--reps must be >= 1" >&2; exit 2; }
-SUFFIX=$([[ $MODE == quick ]] && echo "-quick" || true)
+[[ $ONLY =~ ^(|same|cross|acl)$ ]] || { echo "--only takes same, cross or acl" >&2; exit 2; }
+SUFFIX=${ONLY:+-$ONLY}$([[ $MODE == quick ]] && echo "-quick" || true)
 OUT_MD=$ROOT/perf/RESULTS$SUFFIX.md OUT_PNG=$ROOT/perf/results$SUFFIX.png
 START=$SECONDS
 
@@ -144,12 +152,14 @@ setup_bridge() {
   SRC=$P-a DST=$P-b DST_IP=10.244.1.3 SWITCH_PIDS=() SWITCH_SOCKS=()
 }
 
-setup_vswitch() {
+setup_vswitch() { # [labels]: pod a role=source, pod b role=sink (for the ACL section's policies)
   new_ns "$P-node" "$P-a" "$P-b"
   vswitch_config 1 1 "$SW_CPU" "" vxlan
   start_vswitchd 1 "$P-node"
-  ctl 1 port add --netns "$P-a" --id a --ip 10.244.1.2/24 >/dev/null
-  ctl 1 port add --netns "$P-b" --id b --ip 10.244.1.3/24 >/dev/null
+  local la=() lb=()
+  [[ ${1:-} == labels ]] && la=(--label role=source) lb=(--label role=sink)
+  ctl 1 port add --netns "$P-a" --id a --ip 10.244.1.2/24 "${la[@]}" >/dev/null
+  ctl 1 port add --netns "$P-b" --id b --ip 10.244.1.3/24 "${lb[@]}" >/dev/null
   SRC=$P-a DST=$P-b DST_IP=10.244.1.3 SWITCH_PIDS=("${DAEMONS[@]}") SWITCH_SOCKS=("$DIR/n1.sock")
 }
 
@@ -250,6 +260,69 @@ setup_flannel() { # both nodes wired as flanneld wires them (VXLAN backend)
   SWITCH_PIDS=() SWITCH_SOCKS=()
 }
 
+# --- ACL scaling (same node) -------------------------------------------------------------------
+# vswitch-aclN: the same-node vswitch with pod a labelled role=source and pod b role=sink; after
+# the pods are reachable and listening, run_engine calls acl_apply: one NetworkPolicy
+# (perf/acl_policy.py) selects pod b for ingress with N rules, the last of which allows pod a on
+# UDP 9, UDP 7 and TCP 5201. (Applied after the connectivity ping: ICMP matches no rule.)
+ACL_SIZES=(1 100 1000 10000)
+for n in "${ACL_SIZES[@]}"; do eval "setup_vswitch-acl$n() { setup_vswitch labels; }"; done
+
+acl_counters() { # policy name -> "allowed denied conntrack-entries" (all workers); "- -" if absent
+  ctl 1 --json stats | "$PY" -c 'import json, sys
+d = json.load(sys.stdin)
+p = [x for x in d.get("policies", []) if x["name"] == sys.argv[1]]
+ct = sum(w.get("conntrack_entries") or 0 for w in d["workers"])
+print(*((p[0]["allowed"], p[0]["denied"]) if p else ("-", "-")), ct)' "$1"
+}
+
+ACL_A=0 ACL_D=0 ACL_INFO=""
+acl_apply() { # engine: apply its policy, then prove it acts (a new flow to UDP 9 is allowed,
+  # one to UDP 10 denied) before anything is measured. Sets ACL_A/ACL_D (counters after the
+  # probe) and ACL_INFO (JSON fields).
+  local n=${1#vswitch-acl} name f=$DIR/acl.yaml t0 apply_s a0 d0 a1 d1 i
+  name=perf-acl$n
+  "$PY" perf/acl_policy.py --rules "$n" --name "$name" > "$f"
+  t0=$(now)
+  ctl 1 policy apply -f "$f" >/dev/null || die "$1: vswitchctl policy apply -f ($(stat -c %s "$f") bytes) failed"
+  apply_s=$(awk -v a="$t0" -v b="$(now)" 'BEGIN {printf "%.3f", b - a}')
+  ctl 1 --json policy list | "$PY" -c 'import json, sys
+p = [x for x in json.load(sys.stdin) if x["name"] == sys.argv[1]]
+assert p, "not listed"
+assert p[0]["ingress_rules"] == int(sys.argv[2]), "%s ingress rules listed" % p[0]["ingress_rules"]
+assert len(p[0]["ports"]) == 1, "selects ports %s, not pod b alone" % p[0]["ports"]' "$name" "$n" \
+    || die "$1: vswitchctl policy list does not show $name as applied to pod b alone"
+  read -r a0 d0 _ < <(acl_counters "$name")
+  # Pod a's neighbour entries are flushed first, so the probe also shows that ARP passes.
+  ip -n "$SRC" neigh flush dev eth0
+  in_ns "$SRC" "$PY" -c 'import socket, sys
+for port in (9, 10):   # a new socket each: a new flow each
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(3): s.sendto(b"acl probe", (sys.argv[1], port))' "$DST_IP"
+  for i in $(seq 20); do
+    sleep 0.05
+    read -r a1 d1 _ < <(acl_counters "$name")
+    ((a1 > a0 && d1 > d0)) && break
+  done
+  ((a1 > a0)) || die "$1: $name took no effect: a new UDP :9 flow from pod a was not counted as allowed (allowed $a0 -> $a1; pod a's neighbour table was flushed before)"
+  ((d1 > d0)) || die "$1: $name took no effect: UDP :10 from pod a (no rule allows it) was not denied (denied $d0 -> $d1)"
+  echo "rep $rep $1: policy $name, $n ingress rule(s), $(stat -c %s "$f") bytes of YAML, applied in $apply_s s; probe: allowed $a0 -> $a1, denied $d0 -> $d1" >&2
+  ACL_A=$a1 ACL_D=$d1
+  ACL_INFO="\"rules\":$n,\"yaml_bytes\":$(stat -c %s "$f"),\"apply_s\":$apply_s,\"probe_allowed\":$((a1 - a0)),\"probe_denied\":$((d1 - d0))"
+}
+
+acl_result() { # section engine -> the row's "acl" JSON: counters over the three measurements
+  [[ $1 == acl ]] || { echo null; return; }
+  local a d ct
+  if [[ $2 == vswitch ]]; then
+    read -r _ _ ct < <(acl_counters none)
+    echo "{\"rules\":0,\"conntrack_entries\":$ct}"
+  else
+    read -r a d ct < <(acl_counters "perf-acl${2#vswitch-acl}")
+    echo "{$ACL_INFO,\"allowed\":$((a - ACL_A)),\"denied\":$((d - ACL_D)),\"conntrack_entries\":$ct}"
+  fi
+}
+
 # --- one engine, one repetition -------------------------------------------------------------
 trafgen_cfg() { # 64-byte frames (60 + FCS): the sending pod's MAC/IP to its next hop, UDP to :9
   local smac sip nh dmac
@@ -325,6 +398,7 @@ s.bind(("0.0.0.0",9)); time.sleep(1e9)' 9>&- &
   HELPERS+=($!)
   wait_port "$DST" udp 9; wait_port "$DST" udp 7
   phase ready
+  if [[ $engine == vswitch-acl* ]]; then acl_apply "$engine"; phase policy; fi
 
   local lat udp tcp sw=() pid
   # A failed measurement is reported (console, RESULTS.md notes) and left out of the medians.
@@ -347,10 +421,12 @@ s.bind(("0.0.0.0",9)); time.sleep(1e9)' 9>&- &
   tcp=$(tcp_gbps)
   wait "$srv" 2>/dev/null || true
   phase tcp
+  local acl
+  acl=$(acl_result "$section" "$engine")
   stop_all
   phase teardown
-  printf '{"section":"%s","engine":"%s","rep":%s,"udp":%s,"lat":%s,"tcp_gbps":%s,"foreign_pct":%s,"phases_s":{%s}}\n' \
-    "$section" "$engine" "$rep" "$udp" "$lat" "$tcp" "$foreign" "${PHASES%,}" >> "$RAW"
+  printf '{"section":"%s","engine":"%s","rep":%s,"udp":%s,"lat":%s,"tcp_gbps":%s,"acl":%s,"foreign_pct":%s,"phases_s":{%s}}\n' \
+    "$section" "$engine" "$rep" "$udp" "$lat" "$tcp" "$acl" "$foreign" "${PHASES%,}" >> "$RAW"
   "$PY" - "$RAW" "$((SECONDS - t0))" <<'EOF'
 import json, sys
 r = json.loads(open(sys.argv[1]).read().splitlines()[-1]); u, l = r["udp"], r["lat"]
@@ -365,29 +441,32 @@ print(f"rep {r['rep']} {r['engine']:<14} UDP {f(k(u, 'delivered_pps', 1e3), '{:5
       f" {sys.argv[2]} s, foreign load {r['foreign_pct']} %"
       f"{'; foreign load %.0f %% during UDP' % u['foreign_cpu_pct'] if u.get('foreign_cpu_pct', 0) > 5 else ''}"
       f"{'; clock jump: tick-based window' if u.get('clock_jump') else ''}"
-      f"{'; trafgen restarted %dx' % u['trafgen_restarts'] if u.get('trafgen_restarts') else ''}")
+      f"{'; trafgen restarted %dx' % u['trafgen_restarts'] if u.get('trafgen_restarts') else ''}"
+      + ("" if not r.get("acl") else
+         f"; conntrack entries {r['acl']['conntrack_entries']}" if not r["acl"]["rules"] else
+         f"; policy {r['acl']['rules']} rules during the measurements: {r['acl']['allowed']} flows allowed,"
+         f" {r['acl']['denied']} packets denied, conntrack entries {r['acl']['conntrack_entries']}"))
 EOF
 }
 
 # ---------------------------------------------------------------------------------------------
-SAME=(vswitch bridge ovs) CROSS=(vswitch-vxlan vswitch-ipip flannel)
-[[ $ONLY == cross ]] && SAME=()
-[[ $ONLY == same ]] && CROSS=()
-
-ACL="skipped: no ACLs yet"
-if "$BIN/vswitchctl" --help 2>/dev/null | grep -qiE '^\s+(acl|policy)\b'; then
-  ACL="skipped: vswitchctl has ACL commands now, but this harness does not drive them yet"
-fi
+SAME=(vswitch bridge ovs) CROSS=(vswitch-vxlan vswitch-ipip flannel) ACLS=(vswitch)
+for n in "${ACL_SIZES[@]}"; do ACLS+=("vswitch-acl$n"); done
+case $ONLY in
+  same) CROSS=() ACLS=() ;;
+  cross) SAME=() ACLS=() ;;
+  acl) SAME=() CROSS=() ;;
+esac
 
 step "$MODE mode: $REPS repetitions, UDP ${SECS} s, TCP ${TCP_SECS} s, $RTTS round trips; prefix $P"
 for rep in $(seq "$REPS"); do
   for engine in "${SAME[@]}"; do run_engine same "$engine" "$rep"; done
   for engine in "${CROSS[@]}"; do run_engine cross "$engine" "$rep"; done
+  for engine in "${ACLS[@]}"; do run_engine acl "$engine" "$rep"; done
 done
-echo "ACL scaling (1, 100, 1000, 10000 rules): $ACL"
 
 step "report"
-export MODE REPS SECS TCP_SECS RTTS GEN_CPU SW_CPU CROSS_RX_CPU OVS_REASON ACL ONLY QUIET_WAIT COMMIT DIRTY
+export MODE REPS SECS TCP_SECS RTTS GEN_CPU SW_CPU CROSS_RX_CPU OVS_REASON ONLY QUIET_WAIT COMMIT DIRTY ARGS
 ELAPSED=$((SECONDS - START)) "$PY" - "$META" <<'EOF'
 import json, os, subprocess, sys, datetime, platform
 def sh(c): return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
@@ -403,8 +482,8 @@ json.dump({
   "rtts": int(e["RTTS"]), "gen_cpu": int(e["GEN_CPU"]), "sw_cpu": int(e["SW_CPU"]),
   "cross_rx_cpu": int(e["CROSS_RX_CPU"]), "only": e["ONLY"],
   "trafgen": sh("trafgen -v | head -1"), "ovs": sh("ovs-vswitchd --version | head -1"),
-  "ovs_unavailable": e["OVS_REASON"], "acl": e["ACL"], "elapsed_s": int(e["ELAPSED"]),
-  "quiet_wait": int(e["QUIET_WAIT"]),
+  "ovs_unavailable": e["OVS_REASON"], "elapsed_s": int(e["ELAPSED"]),
+  "quiet_wait": int(e["QUIET_WAIT"]), "args": e["ARGS"], "acl_sizes": [1, 100, 1000, 10000],
 }, open(sys.argv[1], "w"), indent=1)
 EOF
 "$PY" perf/report.py --raw "$RAW" --meta "$META" --md "$OUT_MD" --png "$OUT_PNG"
