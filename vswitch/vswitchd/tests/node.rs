@@ -535,9 +535,15 @@ fn operator_views_fdb_routes_trace_and_capture() {
     let stages: Vec<&str> = t.steps.iter().map(|s| s.stage.as_str()).collect();
     assert_eq!(
         stages,
-        ["decap", "parse", "check", "lookup", "limits", "rewrite"]
+        ["decap", "parse", "check", "lookup", "acl", "limits", "rewrite"]
     );
-    assert!(t.steps[4].verdict.contains("TimeExceeded"), "{t:?}");
+    assert!(
+        t.steps[4]
+            .verdict
+            .ends_with("; policy: none applied (no NetworkPolicy)"),
+        "{t:?}"
+    );
+    assert!(t.steps[5].verdict.contains("TimeExceeded"), "{t:?}");
     assert_eq!(
         t.output_port.as_deref(),
         Some(p1.host_ifname.as_str()),
