@@ -499,34 +499,38 @@ fn abuse_once(node: &Node, pod_port: &str) {
     }
     drop((w, r));
 
-    let mb = vec![b'x'; 1 << 20];
-    // A 1 MB line, then its newline a moment later: refused, and the connection goes on.
+    // Past the request limit (which a 10,000-rule policy document must fit under).
+    let mb = vec![b'x'; ctl::proto::MAX_REQUEST_BYTES + 4096];
+    // An oversize line, then its newline a moment later: refused, and the connection goes on.
     let (mut w, mut r) = connect(node);
     w.write_all(&mb).unwrap();
     w.flush().unwrap();
     std::thread::sleep(Duration::from_millis(50));
     w.write_all(b"\n").unwrap();
-    assert_bad_request(&read_response(&mut r, "a 1 MB line"), "a 1 MB line");
+    assert_bad_request(
+        &read_response(&mut r, "an oversize line"),
+        "an oversize line",
+    );
     w.write_all(node_req).unwrap();
-    let what = "after a 1 MB line";
+    let what = "after an oversize line";
     assert_answered(&Request::Node {}, &read_response(&mut r, what), what);
-    // A 1 MB request that would be valid if it were not so long.
+    // An oversize request that would be valid if it were not so long.
     let mut big = b"{\"verb\":\"port_del\",\"id\":\"".to_vec();
     big.extend_from_slice(&mb);
     big.extend_from_slice(b"\"}\n");
     w.write_all(&big).unwrap();
-    let what = "a 1 MB port_del";
+    let what = "an oversize port_del";
     assert_bad_request(&read_response(&mut r, what), what);
     w.write_all(node_req).unwrap();
-    let what = "after a 1 MB port_del";
+    let what = "after an oversize port_del";
     assert_answered(&Request::Node {}, &read_response(&mut r, what), what);
     drop((w, r));
 
-    // A 1 MB line that never ends: the end of the stream ends it, answered, then closed.
+    // An oversize line that never ends: the end of the stream ends it, answered, then closed.
     let (mut w, mut r) = connect(node);
     w.write_all(&mb).unwrap();
     w.shutdown(std::net::Shutdown::Write).unwrap();
-    let what = "1 MB without a newline";
+    let what = "an oversize line without a newline";
     assert_bad_request(&read_response(&mut r, what), what);
     let mut rest = String::new();
     r.read_line(&mut rest).unwrap();
