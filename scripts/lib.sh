@@ -13,6 +13,7 @@ PACKAGES=(
   tshark          # decoding captures in tests
   tcpdump         # capturing on test underlays
   containernetworking-plugins  # reference CNI plugins (bridge, host-local) in /usr/lib/cni
+  tcpreplay       # replays the malformed-frame corpora onto real veths (tests/malformed.rs)
 )
 
 step() { printf '\n==> %s\n' "$*"; }

@@ -18,6 +18,9 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 step "pcap cases are exactly what tests/pcap/gen_cases.py crafts"
 /usr/bin/python3 tests/pcap/gen_cases.py --check
 
+step "malformed-frame corpora are exactly what tests/malformed/gen_corpus.py crafts"
+/usr/bin/python3 tests/malformed/gen_corpus.py --check
+
 step "unit, conformance and property tests"
 cargo test --locked --workspace
 

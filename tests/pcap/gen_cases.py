@@ -140,12 +140,20 @@ def rebuild_header(hdr, **changes):
     return out
 
 
+def trimmed(frame):
+    """`frame` cut to max(60, 14 + IPv4 total length): padding beyond a minimum frame is not
+    forwarded (README 'IPv4')."""
+    total = int.from_bytes(frame[16:18], "big")
+    return frame[:max(60, 14 + total)]
+
+
 def routed(frame, dst_mac):
     """The routed copy of `frame`: Ethernet dst = next hop MAC, src = gateway MAC, TTL - 1,
-    header checksum recomputed; options, L4 bytes and Ethernet padding untouched."""
+    header checksum recomputed; options and L4 bytes untouched, padding kept up to a minimum
+    frame."""
     ihl = (frame[14] & 0x0F) * 4
     hdr = rebuild_header(frame[14:14 + ihl], ttl=frame[22] - 1)
-    return eth(dst_mac, GW_MAC, hdr + frame[14 + ihl:])
+    return trimmed(eth(dst_mac, GW_MAC, hdr + frame[14 + ihl:]))
 
 
 def icmp_error(frame, type, code, mtu=0):
@@ -619,6 +627,18 @@ def ethernet_padding_routed(c):
     f = pad(eth(GW_MAC, P1MAC, udp(P1IP, P2IP, 1)))
     assert len(f) == 60
     c.tx("pod2", routed(c.rx("pod1", f), P2MAC))
+
+
+@case
+def ethernet_padding_trimmed(c):
+    """padding beyond a minimum frame is cut when forwarding: routed and switched frames leave as
+    max(60, 14 + total length) bytes, so a padded full-MTU packet still fits the egress link"""
+    small = pad(eth(GW_MAC, P1MAC, udp(P1IP, P2IP, 1)), size=200)
+    c.tx("pod2", routed(c.rx("pod1", small), P2MAC))
+    full = pad(eth(GW_MAC, P1MAC, udp(P1IP, P2IP, 1500 - 28, id=0x1001)), size=1514 + 18)
+    c.tx("pod2", routed(c.rx("pod1", full), P2MAC))
+    switched = pad(eth(P2MAC, P1MAC, udp(P1IP, P2IP, 40, id=0x1002)), size=300)
+    c.tx("pod2", trimmed(c.rx("pod1", switched)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1183,6 +1203,33 @@ def vxlan_decap(c):
     pkt = bytes(tcp("10.244.2.9", P2IP, b"hello pod2", ttl=63, id=0x2000))
     c.rx("uplink", vxlan_in(from_node2(pkt), ident=0x7001))
     c.tx("pod2", decapsulated(pkt, P2MAC))
+
+
+@case
+def tunnel_decap_limits_send_no_icmp(c):
+    """a decapsulated packet with TTL 1, or too big for the pod with DF, is dropped and counted
+    with no ICMP error (it would have to go back through the tunnel)"""
+    tunnel_topology(c)
+    c.rx("uplink", vxlan_in(from_node2(bytes(udp(NODE2_POD, P1IP, 100, ttl=1)))))
+    c.drop("uplink", "ttl_expired")
+    c.count("uplink", "tunnel_decapsulated")
+    big = bytes(udp(NODE3_POD, P2IP, 1450 - 28 + 1, ttl=63, id=0x2001))
+    c.rx("uplink", ipip_in(big, ident=0x7001))
+    c.drop("uplink", "fragmentation_needed")
+    c.count("uplink", "tunnel_decapsulated")
+
+
+@case
+def tunnel_decap_inner_arp_dropped(c):
+    """ARP inside VXLAN (a request for the gateway, one for a pod) is dropped, never answered
+    raw on the underlay"""
+    tunnel_topology(c)
+    for ident, target in ((0x7001, GW_IP), (0x7002, P1IP)):
+        req = bytes(ARP(op=1, hwsrc=NODE2["vtep_mac"], psrc=NODE2_POD, pdst=target))
+        c.rx("uplink", vxlan_in(eth(VTEP_MAC, NODE2["vtep_mac"], req, etype=0x0806),
+                                ident=ident))
+        c.drop("uplink", "tunnel_inner_arp")
+        c.count("uplink", "tunnel_decapsulated")
 
 
 @case

@@ -110,6 +110,9 @@ named_enum! {
         TunnelUnresolved => "tunnel_unresolved",
         /// A frame on the uplink that is neither tunnel traffic nor for the pod CIDR.
         UplinkUnexpected => "uplink_unexpected",
+        /// ARP inside a tunnel: peers resolve our pods statically, and an answer could not go
+        /// back encapsulated.
+        TunnelInnerArp => "tunnel_inner_arp",
         /// NetworkPolicy allows no such traffic.
         PolicyDenied => "policy_denied",
         /// A new connection found its conntrack bucket full of live, replied flows.

@@ -6,8 +6,9 @@
 //! frame (the descriptor moves forward; for IPIP a fresh Ethernet header is written in front of
 //! the inner packet) whose destination MAC becomes the gateway's, so it is routed like any
 //! routed frame; `PacketCtx::tunnel` records the tunnel. IPv4 for the pod CIDR (host-gw style
-//! peers) is routed as it is. Everything else is dropped with a named reason, in the order of
-//! `tests/pcap/README.md`.
+//! peers) is routed as it is, after the destination class check (`non_arp_broadcast`,
+//! `multicast_unsupported`) its destination MAC would otherwise skip. Everything else is
+//! dropped with a named reason, in the order of `tests/pcap/README.md`.
 
 use super::parse::parse_frame;
 use super::{PacketCtx, StageEnv, Verdict, L3};
@@ -90,6 +91,14 @@ fn classify(tables: &Tables, config: &SwitchConfig, frame: &[u8]) -> Result<Inne
     };
     if Some(ip.dst) != config.node_ip {
         return if config.pod_cidr.contains(&ip.dst) {
+            // Routed as it is, so its destination class is checked as for any frame, here:
+            // `run` replaces the destination MAC with the gateway's before `check` sees it.
+            if meta.dst_mac.is_broadcast() {
+                return Err(DropReason::NonArpBroadcast);
+            }
+            if meta.dst_mac.is_multicast() {
+                return Err(DropReason::MulticastUnsupported);
+            }
             Ok(Inner::Routed)
         } else {
             Err(DropReason::UplinkUnexpected)

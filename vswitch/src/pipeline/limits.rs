@@ -6,7 +6,9 @@
 //! switch does not fragment). TTL is checked before MTU. For a tunnel the MTU is the tunnel's
 //! (uplink MTU less the encapsulation). No ICMP error is sent about an ICMP
 //! error, a non-first fragment or a packet from an unspecified, broadcast or multicast source
-//! (RFC 1122 3.2.2); the original is still counted.
+//! (RFC 1122 3.2.2), nor about a packet that arrived through a tunnel (the error would have to
+//! go back encapsulated; sent raw it would be garbage on the underlay); the original is still
+//! counted.
 
 use super::{Action, IcmpError, Ipv4Meta, PacketCtx, StageEnv, Verdict, L3};
 use crate::reason::DropReason;
@@ -29,13 +31,21 @@ pub fn run(env: StageEnv<'_>, batch: &mut [PacketCtx]) {
             ),
             _ => continue,
         };
+        let tunneled = p.tunnel.is_some();
         if routed && ip.ttl <= 1 {
-            p.verdict = icmp_error(env, &ip, IcmpError::TimeExceeded, DropReason::TtlExpired);
+            p.verdict = icmp_error(
+                env,
+                &ip,
+                tunneled,
+                IcmpError::TimeExceeded,
+                DropReason::TtlExpired,
+            );
         } else if ip.total_len > mtu {
             p.verdict = if ip.dont_fragment {
                 icmp_error(
                     env,
                     &ip,
+                    tunneled,
                     IcmpError::FragmentationNeeded { mtu },
                     DropReason::FragmentationNeeded,
                 )
@@ -46,10 +56,16 @@ pub fn run(env: StageEnv<'_>, batch: &mut [PacketCtx]) {
     }
 }
 
-fn icmp_error(env: StageEnv<'_>, ip: &Ipv4Meta, error: IcmpError, reason: DropReason) -> Verdict {
+fn icmp_error(
+    env: StageEnv<'_>,
+    ip: &Ipv4Meta,
+    tunneled: bool,
+    error: IcmpError,
+    reason: DropReason,
+) -> Verdict {
     let about_error = ip.icmp_type.is_some_and(|t| ICMP_ERROR_TYPES.contains(&t));
     let bad_source = ip.src.is_unspecified() || ip.src.is_broadcast() || ip.src.is_multicast();
-    if about_error || ip.fragment_offset != 0 || bad_source {
+    if about_error || ip.fragment_offset != 0 || bad_source || tunneled {
         Verdict::Drop(reason)
     } else {
         Verdict::Forward(env.in_port, Action::IcmpError { error, reason })

@@ -1,6 +1,7 @@
 //! Stage 3, lookup: answer ARP, learn source MACs, decide where IPv4 frames go.
 //!
-//! Contract: ARP is never forwarded. A gratuitous ARP is consumed (`gratuitous_arp`); a request
+//! Contract: ARP is never forwarded, and ARP that arrived inside a tunnel is dropped
+//! (`tunnel_inner_arp`). A gratuitous ARP is consumed (`gratuitous_arp`); a request
 //! is answered for the gateway IP and for local pod IPs (pods get the pod's own MAC, the host
 //! port gets the gateway MAC so it routes through the switch); anything else is dropped with a
 //! reason. IPv4 to the gateway MAC is routed by destination IP ([`NextHop`]); other unicast is
@@ -33,6 +34,7 @@ pub fn run(env: StageEnv<'_>, fdb: &mut LearnedFdb, batch: &mut [PacketCtx]) {
             }
         }
         p.verdict = match p.meta.l3 {
+            L3::Arp(_) if p.tunnel.is_some() => Verdict::Drop(DropReason::TunnelInnerArp),
             L3::Arp(arp) => arp_verdict(env, config, in_kind, &arp),
             L3::Ipv4(ip) => ipv4_verdict(env, config, fdb, p.meta.dst_mac, &ip, p.tunnel.is_some()),
             L3::None => Verdict::Drop(DropReason::UnsupportedEthertype),

@@ -1,12 +1,16 @@
 //! Stage 6, rewrite: edit forwarded frames in place and build the switch's own replies.
 //!
-//! Contract: applies each forwarded packet's [`Action`] to its bytes: routed frames get the
+//! Contract: applies each forwarded packet's [`Action`] to its bytes: Ethernet padding beyond
+//! the 60-byte minimum frame is cut from forwarded IPv4 frames (all of it from a frame going
+//! into a tunnel), so padding never makes a frame longer than its link carries; routed frames get the
 //! next hop's MAC, the gateway MAC as source, TTL - 1 and an incrementally updated header
 //! checksum; ARP and ICMP echo replies and ICMP errors are built in the request's own frame (no
 //! allocation, no second buffer). A packet routed into a tunnel gets the inner rewrite (VXLAN:
 //! the peer's VTEP MAC as destination, ours as source) and then its tunnel's prebuilt outer
 //! header, prepended in the frame's headroom. An echo request whose ICMP checksum does not
-//! verify is dropped here (`bad_icmp_checksum`), the first stage that reads the ICMP body.
+//! verify is dropped here (`bad_icmp_checksum`), the first stage that reads the ICMP body; one
+//! shorter than the 8-byte echo header or with a code other than 0 is no echo request
+//! (`to_gateway_unsupported`).
 
 use super::icmp;
 use super::{Action, PacketCtx, StageEnv, Verdict, L3};
@@ -18,6 +22,17 @@ use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress};
 use vtep::checksum;
 
 const ETH: usize = 14;
+/// The shortest Ethernet frame without its FCS.
+const MIN_FRAME: u32 = 60;
+
+/// Cuts Ethernet padding: a forwarded frame keeps at most the minimum frame's padding (so a
+/// padded frame never exceeds what the egress link carries for its IPv4 packet), an
+/// encapsulated inner frame none.
+fn trim_padding(desc: &mut crate::frame::Desc, total_len: u16, inner: bool) {
+    let wire = ETH as u32 + u32::from(total_len);
+    let keep = if inner { wire } else { wire.max(MIN_FRAME) };
+    desc.len = desc.len.min(keep);
+}
 
 /// Rewrites every forwarded packet of `batch`; `ip_id` is the next outer IPv4 identification
 /// of an encapsulated packet.
@@ -32,6 +47,15 @@ pub fn run(env: StageEnv<'_>, arena: &mut FrameArena, ip_id: &mut u16, batch: &m
         let Verdict::Forward(_, action) = p.verdict else {
             continue;
         };
+        if let (Action::Switch | Action::Route { .. } | Action::Encap { .. }, L3::Ipv4(ip)) =
+            (action, p.meta.l3)
+        {
+            trim_padding(
+                &mut p.desc,
+                ip.total_len,
+                matches!(action, Action::Encap { .. }),
+            );
+        }
         match (action, p.meta.l3) {
             (Action::Switch, _) => {}
             (Action::Route { dst_mac }, L3::Ipv4(_)) => {
@@ -86,8 +110,11 @@ pub fn run(env: StageEnv<'_>, arena: &mut FrameArena, ip_id: &mut u16, batch: &m
             (Action::EchoReply, L3::Ipv4(ip)) => {
                 p.desc.len = (ETH + ip.total_len as usize) as u32;
                 let f = arena.data_mut(p.desc);
-                if icmp::echo_reply(&mut f[ETH..], ip.header_len as usize).is_err() {
-                    p.verdict = Verdict::Drop(DropReason::BadIcmpChecksum);
+                if let Err(e) = icmp::echo_reply(&mut f[ETH..], ip.header_len as usize) {
+                    p.verdict = Verdict::Drop(match e {
+                        icmp::EchoError::NotEchoRequest => DropReason::ToGatewayUnsupported,
+                        icmp::EchoError::BadChecksum => DropReason::BadIcmpChecksum,
+                    });
                     continue;
                 }
                 let requester = p.meta.src_mac;
