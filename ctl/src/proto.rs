@@ -438,6 +438,8 @@ pub enum ErrorCode {
     Internal,
     /// A pod's plumbing is not as it was set up (`port_check`: interface, address or route).
     Mismatch,
+    /// The client may not use the daemon (not root).
+    PermissionDenied,
 }
 
 /// The daemon's answer.

@@ -54,7 +54,8 @@ pub fn run(env: StageEnv<'_>, arena: &mut FrameArena, batch: &mut [PacketCtx]) {
                 p.desc.addr += (ip_offset - ETH) as u64;
                 p.desc.len = (ETH + len) as u32;
                 let f = arena.data_mut(p.desc);
-                let outer_src = f[0..6].to_owned();
+                let mut outer_src = [0u8; 6];
+                outer_src.copy_from_slice(&f[0..6]);
                 f[0..6].copy_from_slice(&config.gateway_mac.0);
                 f[6..12].copy_from_slice(&outer_src);
                 f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());

@@ -99,7 +99,7 @@ fn accept_loop(listener: UnixListener, handler: Arc<dyn Handler>, stopping: Arc<
         if peer_uid(&stream) != Some(0) {
             refuse(
                 stream,
-                ErrorCode::BadRequest,
+                ErrorCode::PermissionDenied,
                 "only root may use the vswitch control socket",
             );
             continue;

@@ -317,6 +317,12 @@ impl<B: Backend> Worker<B> {
             } else {
                 self.stats.idle_polls.add(1);
                 empty_rounds += 1;
+                if empty_rounds.is_multiple_of(64) {
+                    // Frames of a port closed while idle go back without traffic.
+                    self.stats
+                        .frames_in_use
+                        .set(self.arena.pool.in_use() as u64);
+                }
                 if self.config.idle == IdlePolicy::Adaptive
                     && empty_rounds.is_multiple_of(64)
                     && (started.elapsed().as_nanos() as u64).saturating_sub(last_work) > spin

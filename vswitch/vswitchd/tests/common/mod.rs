@@ -148,6 +148,17 @@ impl Lab {
         )
     }
 
+    /// `ip netns exec NS timeout SECS CMD...`: [`Lab::exec`] for commands that run longer than
+    /// its 20 s bound (a soak's traffic generators).
+    pub fn exec_for(&self, ns: &str, secs: u64, cmd: &[&str]) -> Out {
+        self.assert_ours(ns);
+        output(
+            Command::new("ip")
+                .args(["netns", "exec", ns, "timeout", &secs.to_string()])
+                .args(cmd),
+        )
+    }
+
     /// `ip netns exec NS timeout 20 CMD...` with `env` added to the environment and `stdin`
     /// written to its standard input (how a CNI runtime runs a plugin).
     pub fn exec_with(&self, ns: &str, cmd: &[&str], env: &[(&str, &str)], stdin: &str) -> Out {
@@ -198,6 +209,17 @@ impl Lab {
             self.namespaces.lock().unwrap().iter().any(|n| n == ns),
             "{ns} is not a namespace of this test"
         );
+    }
+
+    /// The names of the network interfaces in `ns` (`ip -o link show`).
+    pub fn links(&self, ns: &str) -> Vec<String> {
+        self.ip(ns, &["-o", "link", "show"])
+            .lines()
+            .filter_map(|l| {
+                let name = l.split(": ").nth(1)?;
+                Some(name.split('@').next().unwrap_or(name).to_string())
+            })
+            .collect()
     }
 
     /// `ping -c 3 -i 0.2 -W 1 [EXTRA...] DST` from `ns`.
@@ -702,6 +724,56 @@ impl Node<'_> {
         }
     }
 
+    /// The daemon's resident set size in KiB (`VmRSS` of /proc/PID/status).
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_field(self.pid(), "VmRSS:")
+    }
+
+    /// The daemon's thread count (`Threads` of /proc/PID/status).
+    pub fn threads(&self) -> u64 {
+        proc_status_field(self.pid(), "Threads:")
+    }
+
+    /// How many files the daemon has open (entries of /proc/PID/fd).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/PID/fd")
+            .count()
+    }
+
+    /// Waits (at most 3 s) until the daemon serves no control client any more (no
+    /// `vswitch-client` thread: the connection of a request that was just answered closes a
+    /// moment after the answer), so that its thread and file counts are the quiet ones.
+    pub fn wait_clients_gone(&self) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let task_dir = format!("/proc/{}/task", self.pid());
+        loop {
+            let clients = std::fs::read_dir(&task_dir)
+                .map(|d| {
+                    d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                        .filter(|comm| comm.trim() == "vswitch-client")
+                        .count()
+                })
+                .unwrap_or(0);
+            if clients == 0 || Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The first worker's `frames_in_use` gauge: frames of its UMEM out of the free pool (in
+    /// fill, RX and TX rings and in flight). The worker updates it only after a poll round that
+    /// moved frames, so a reading reflects the last burst of traffic.
+    pub fn frames_in_use(&self) -> u64 {
+        let stats = self.stats();
+        stats
+            .workers
+            .first()
+            .unwrap_or_else(|| panic!("no worker in stats: {stats:#?}"))
+            .frames_in_use
+    }
+
     /// CPU seconds (user + system, all threads) the daemon has used so far.
     pub fn cpu_seconds(&self) -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
@@ -731,6 +803,18 @@ impl Drop for Node<'_> {
         }
         let _ = &self.lab; // the lab outlives the node: it deletes the namespace afterwards
     }
+}
+
+/// A numeric field of /proc/PID/status (`VmRSS:` in kB, `Threads:`, ...).
+pub fn proc_status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status:\n{status}"))
 }
 
 /// `getconf CLK_TCK`.
