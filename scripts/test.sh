@@ -26,3 +26,6 @@ cargo test --locked --workspace
 
 step "pcap conformance report"
 cargo run --locked -q -p vswitch --bin vswitch-replay -- tests/pcap
+
+step "fuzz targets (cargo fuzz on stable, 60 s in total; long runs: scripts/fuzz.sh --each 600)"
+scripts/fuzz.sh --total 60

@@ -19,6 +19,10 @@ use vswitch::policy::{Direction, Judgement};
 use vswitch::tables::{PortId, PortInfo, Tables};
 use vswitch::testing::{arp_request, echo_request, ipv4_frame};
 
+/// The longest payload `len` may ask for: what a frame buffer holds (a longer frame could not
+/// be traced anyway, and the operator's number must not size an allocation).
+const MAX_LEN: usize = FrameLayout::DEFAULT.max_data() as usize;
+
 /// The frame described by `input`, as sent by `port` (hex bytes are taken as they are).
 pub fn frame_from(input: &str, port: &PortInfo, gateway_mac: MacAddr) -> Result<Vec<u8>, String> {
     let compact: String = input
@@ -46,7 +50,14 @@ pub fn frame_from(input: &str, port: &PortInfo, gateway_mac: MacAddr) -> Result<
     for pair in rest.chunks(2) {
         match pair {
             ["ttl", v] => ttl = v.parse().map_err(|_| format!("bad ttl {v:?}"))?,
-            ["len", v] => len = v.parse().map_err(|_| format!("bad len {v:?}"))?,
+            ["len", v] => {
+                len = v.parse().map_err(|_| format!("bad len {v:?}"))?;
+                if len > MAX_LEN {
+                    return Err(format!(
+                        "len {len} is too long: a frame holds {MAX_LEN} bytes"
+                    ));
+                }
+            }
             ["port", v] => dport = Some(v.parse().map_err(|_| format!("bad port {v:?}"))?),
             ["dst-mac", v] => {
                 dst_mac = v
@@ -193,5 +204,41 @@ fn describe(tables: &Tables, ctx: &PacketCtx) -> String {
         Verdict::Drop(reason) => format!("drop: {reason}"),
         Verdict::Consume(event) => format!("consumed: {event}"),
         Verdict::Forward(port, action) => format!("forward to {}: {action:?}", name(port)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vswitch::tables::PortKind;
+
+    fn pod() -> PortInfo {
+        PortInfo {
+            id: PortId(0),
+            name: "pod1".into(),
+            kind: PortKind::Pod,
+            mac: "0a:58:0a:f4:01:02".parse().unwrap(),
+            ip: Some("10.244.1.2".parse().unwrap()),
+            mtu: 1450,
+        }
+    }
+
+    const GW: MacAddr = MacAddr([0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x01]);
+
+    /// Found by `fuzz/fuzz_targets/trace_frame.rs`: `len` went straight into an allocation, so
+    /// one `vswitchctl trace ... len 8198552921648689608` aborted the daemon (allocation
+    /// failure), and a few billion made it zero and copy gigabytes.
+    #[test]
+    fn a_len_longer_than_a_frame_is_refused() {
+        for input in [
+            "icmp 10.244.1.2 > 10.244.1.3 len 8198552921648689608",
+            "udp 10.244.1.2 > 10.244.1.3 len 4000000000",
+            "tcp 10.244.1.2 > 10.244.1.3 len 3841",
+        ] {
+            let err = frame_from(input, &pod(), GW).unwrap_err();
+            assert!(err.contains("len"), "{input}: {err}");
+        }
+        let frame = frame_from("udp 10.244.1.2 > 10.244.1.3 len 3800", &pod(), GW).unwrap();
+        assert_eq!(frame.len(), 14 + 20 + 3800);
     }
 }
