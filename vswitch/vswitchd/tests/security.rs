@@ -25,7 +25,7 @@
 mod common;
 
 use common::{python, Conf, Lab, Node};
-use ctl::proto::{NodeInfo, PortInfo, Reply, Request, Response, TunnelKind, TunnelSpec};
+use ctl::proto::{NodeInfo, PortInfo, Reply, Request, Response, TunnelKind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -548,43 +548,6 @@ impl<'a> Underlay<'a> {
     }
 }
 
-fn tunnel_add(node: &Node, name: &str, kind: TunnelKind, peer: u8, vtep_mac: Option<String>) {
-    let spec = TunnelSpec {
-        name: name.into(),
-        kind,
-        remote: format!("192.168.77.{peer}").parse().unwrap(),
-        subnet: format!("10.244.{peer}.0/24").parse().unwrap(),
-        vni: None,
-        vtep_mac,
-        port: None,
-    };
-    match node.call(&Request::TunnelAdd(spec)) {
-        Response::Ok { .. } => {}
-        other => panic!("tunnel add {name}: {other:?}"),
-    }
-}
-
-/// Waits until every tunnel of `node` has a resolved next hop.
-fn wait_resolved(node: &Node) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let Response::Ok {
-            result: Reply::Tunnels(list),
-        } = node.call(&Request::TunnelList {})
-        else {
-            panic!("tunnel list failed")
-        };
-        if list.iter().all(|t| t.next_hop_mac.is_some()) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "next hops unresolved after 10 s: {list:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// `tunnel_decapsulated` summed over every port of `node`.
 fn decapsulated(node: &Node) -> u64 {
     node.stats()
@@ -604,10 +567,10 @@ fn pods_cannot_inject_through_tunnels() {
     let out = lab.exec(&n1.ns, &["sysctl", "-w", "net.ipv4.ip_forward=1"]);
     assert!(out.ok(), "{}", out.text());
     let (i1, i2) = (node_info(&n1), node_info(&n2));
-    tunnel_add(&n1, "n2", TunnelKind::Vxlan, 2, Some(i2.vtep_mac.clone()));
-    tunnel_add(&n2, "n1", TunnelKind::Vxlan, 1, Some(i1.vtep_mac.clone()));
-    wait_resolved(&n1);
-    wait_resolved(&n2);
+    n1.tunnel_add("n2", TunnelKind::Vxlan, 2, Some(i2.vtep_mac.clone()));
+    n2.tunnel_add("n1", TunnelKind::Vxlan, 1, Some(i1.vtep_mac.clone()));
+    n1.wait_tunnels_resolved();
+    n2.wait_tunnels_resolved();
     let local = pods(&lab, &n1, &["a", "v"]);
     let (ns_a, a) = &local[0];
     let (ns_v, v) = &local[1];
@@ -755,8 +718,8 @@ fn unknown_tunnel_peers_are_dropped_on_the_uplink() {
     let ipip_peer = ul.host("peer3", 3);
     let stranger = ul.host("evil", 9);
     let peer_vtep = "0e:00:00:77:02:02";
-    tunnel_add(&n1, "n2", TunnelKind::Vxlan, 2, Some(peer_vtep.into()));
-    tunnel_add(&n1, "n3", TunnelKind::Ipip, 3, None);
+    n1.tunnel_add("n2", TunnelKind::Vxlan, 2, Some(peer_vtep.into()));
+    n1.tunnel_add("n3", TunnelKind::Ipip, 3, None);
     let local = pods(&lab, &n1, &["v"]);
     let (ns_v, v) = &local[0];
     let vi = addr(v);

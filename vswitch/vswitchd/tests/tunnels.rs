@@ -9,7 +9,7 @@
 mod common;
 
 use common::{cpu_heavy, Conf, Lab, Node};
-use ctl::proto::{PortInfo, Reply, Request, Response, TunnelKind, TunnelSpec};
+use ctl::proto::{PortInfo, Reply, Request, Response, TunnelKind};
 use std::time::{Duration, Instant};
 
 /// An underlay namespace with a bridge, and a node namespace per index with `eth0`
@@ -73,43 +73,6 @@ fn vtep_mac(node: &Node) -> String {
     }
 }
 
-fn tunnel_add(node: &Node, name: &str, kind: TunnelKind, peer: u8, vtep_mac: Option<String>) {
-    let spec = TunnelSpec {
-        name: name.into(),
-        kind,
-        remote: format!("192.168.77.{peer}").parse().unwrap(),
-        subnet: format!("10.244.{peer}.0/24").parse().unwrap(),
-        vni: None,
-        vtep_mac,
-        port: None,
-    };
-    match node.call(&Request::TunnelAdd(spec)) {
-        Response::Ok { .. } => {}
-        other => panic!("tunnel add {name}: {other:?}"),
-    }
-}
-
-/// Waits until every tunnel of `node` has a resolved next hop.
-fn wait_resolved(node: &Node) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let Response::Ok {
-            result: Reply::Tunnels(list),
-        } = node.call(&Request::TunnelList {})
-        else {
-            panic!("tunnel list failed")
-        };
-        if list.iter().all(|t| t.next_hop_mac.is_some()) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "next hops unresolved after 10 s: {list:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn addr(p: &PortInfo) -> String {
     p.ip.addr().to_string()
 }
@@ -164,10 +127,10 @@ fn two_vswitch_nodes(kind: TunnelKind) {
     let (n2, ns2, p2) = ul.vswitch_node(2);
     let vxlan = kind == TunnelKind::Vxlan;
     let (m1, m2) = (vtep_mac(&n1), vtep_mac(&n2));
-    tunnel_add(&n1, "n2", kind, 2, vxlan.then_some(m2));
-    tunnel_add(&n2, "n1", kind, 1, vxlan.then_some(m1));
-    wait_resolved(&n1);
-    wait_resolved(&n2);
+    n1.tunnel_add("n2", kind, 2, vxlan.then_some(m2));
+    n2.tunnel_add("n1", kind, 1, vxlan.then_some(m1));
+    n1.wait_tunnels_resolved();
+    n2.wait_tunnels_resolved();
 
     assert_eq!(p1.mtu, 1450, "pods leave room for VXLAN");
     assert_path(&lab, &ns1, &ns2, &addr(&p2), p1.mtu);
@@ -299,8 +262,8 @@ fn interop_with_a_kernel_flannel_node() {
     );
     assert!(fdb.ok(), "{}", fdb.text());
     // And vswitch's tunnel to it, from the data flannel publishes (VtepMAC, PublicIP, subnet).
-    tunnel_add(&n1, "k3", TunnelKind::Vxlan, 3, Some(flannel_mac.into()));
-    wait_resolved(&n1);
+    n1.tunnel_add("k3", TunnelKind::Vxlan, 3, Some(flannel_mac.into()));
+    n1.wait_tunnels_resolved();
 
     assert_path(&lab, &ns1, &kpod, "10.244.3.2", p1.mtu);
     assert_path(&lab, &kpod, &ns1, &addr(&p1), 1450);
@@ -316,10 +279,10 @@ fn ipip_frames_decode_in_tshark() {
     let ul = Underlay::new(&lab);
     let (n1, ns1, p1) = ul.vswitch_node(1);
     let (n2, _ns2, p2) = ul.vswitch_node(2);
-    tunnel_add(&n1, "n2", TunnelKind::Ipip, 2, None);
-    tunnel_add(&n2, "n1", TunnelKind::Ipip, 1, None);
-    wait_resolved(&n1);
-    wait_resolved(&n2);
+    n1.tunnel_add("n2", TunnelKind::Ipip, 2, None);
+    n2.tunnel_add("n1", TunnelKind::Ipip, 1, None);
+    n1.wait_tunnels_resolved();
+    n2.wait_tunnels_resolved();
     let pcap = lab.dir.join("underlay.pcap");
     let pcap_s = pcap.display().to_string();
     let dump = lab.spawn(

@@ -640,6 +640,51 @@ impl Node<'_> {
             .unwrap_or_else(|e| panic!("control request {request:?}: {e}\n{}", self.log()))
     }
 
+    /// `tunnel add` to node `peer` (192.168.77.PEER, pod subnet 10.244.PEER.0/24), asserting
+    /// success.
+    pub fn tunnel_add(
+        &self,
+        name: &str,
+        kind: ctl::proto::TunnelKind,
+        peer: u8,
+        vtep_mac: Option<String>,
+    ) {
+        let spec = ctl::proto::TunnelSpec {
+            name: name.into(),
+            kind,
+            remote: format!("192.168.77.{peer}").parse().unwrap(),
+            subnet: format!("10.244.{peer}.0/24").parse().unwrap(),
+            vni: None,
+            vtep_mac,
+            port: None,
+        };
+        match self.call(&Request::TunnelAdd(spec)) {
+            Response::Ok { .. } => {}
+            other => panic!("tunnel add {name}: {other:?}"),
+        }
+    }
+
+    /// Waits until every tunnel has a resolved next hop.
+    pub fn wait_tunnels_resolved(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let Response::Ok {
+                result: Reply::Tunnels(list),
+            } = self.call(&Request::TunnelList {})
+            else {
+                panic!("tunnel list failed")
+            };
+            if list.iter().all(|t| t.next_hop_mac.is_some()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "next hops unresolved after 10 s: {list:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// `port add` with every field given.
     pub fn port_add_req(&self, req: PortAdd) -> Response {
         self.call(&Request::PortAdd(req))
