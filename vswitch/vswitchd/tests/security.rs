@@ -24,7 +24,7 @@
 
 mod common;
 
-use common::{python, Conf, Lab, Node};
+use common::{python, Conf, Lab, Node, Underlay};
 use ctl::proto::{NodeInfo, PortInfo, Reply, Request, Response, TunnelKind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -500,52 +500,6 @@ fn pods_cannot_poison_arp() {
     lab.assert_ping(ns_v, &gw);
     lab.assert_ping(ns_v, &addr(w));
     lab.assert_ping(&node.ns, &addr(v));
-}
-
-/// An underlay namespace with a bridge; hosts on it get `eth0` = 192.168.77.N/24.
-struct Underlay<'a> {
-    lab: &'a Lab,
-    ns: String,
-}
-
-impl<'a> Underlay<'a> {
-    fn new(lab: &'a Lab) -> Underlay<'a> {
-        let ns = lab.netns("ul");
-        lab.ip(&ns, &["link", "add", "br0", "type", "bridge"]);
-        lab.ip(&ns, &["link", "set", "br0", "up"]);
-        Underlay { lab, ns }
-    }
-
-    /// A host namespace wired to the underlay as 192.168.77.`index`, with complete checksums
-    /// on the wire (TX checksum offload off, as on a real NIC's wire).
-    fn host(&self, name: &str, index: u8) -> String {
-        let ns = self.lab.netns(name);
-        let port = format!("u{index}");
-        self.lab.ip(
-            &ns,
-            &["link", "add", "eth0", "type", "veth", "peer", "name", &port],
-        );
-        self.lab.ip(&ns, &["link", "set", &port, "netns", &self.ns]);
-        self.lab
-            .ip(&self.ns, &["link", "set", &port, "master", "br0", "up"]);
-        let addr = format!("192.168.77.{index}/24");
-        self.lab.ip(&ns, &["addr", "add", &addr, "dev", "eth0"]);
-        self.lab.ip(&ns, &["link", "set", "eth0", "up"]);
-        let out = self.lab.exec(&ns, &["ethtool", "-K", "eth0", "tx", "off"]);
-        assert!(out.ok(), "{}", out.text());
-        ns
-    }
-
-    /// A vswitch node N with uplink eth0.
-    fn vswitch_node(&self, index: u8) -> Node<'a> {
-        let ns = self.host(&format!("n{index}"), index);
-        let conf = Conf {
-            uplink: Some("eth0".into()),
-            index,
-            ..Conf::default()
-        };
-        self.lab.node_in(&ns, &format!("n{index}"), &conf)
-    }
 }
 
 /// `tunnel_decapsulated` summed over every port of `node`.

@@ -8,60 +8,16 @@
 
 mod common;
 
-use common::{cpu_heavy, Conf, Lab, Node};
+use common::{cpu_heavy, Lab, Node, Underlay};
 use ctl::proto::{PortInfo, Reply, Request, Response, TunnelKind};
 use std::time::{Duration, Instant};
 
-/// An underlay namespace with a bridge, and a node namespace per index with `eth0`
-/// (192.168.77.N/24) plugged into it.
-struct Underlay<'a> {
-    lab: &'a Lab,
-    ns: String,
-}
-
-impl<'a> Underlay<'a> {
-    fn new(lab: &'a Lab) -> Underlay<'a> {
-        let ns = lab.netns("ul");
-        lab.ip(&ns, &["link", "add", "br0", "type", "bridge"]);
-        lab.ip(&ns, &["link", "set", "br0", "up"]);
-        Underlay { lab, ns }
-    }
-
-    /// A node namespace wired to the underlay as 192.168.77.`index`.
-    fn host(&self, name: &str, index: u8) -> String {
-        let ns = self.lab.netns(name);
-        let port = format!("u{index}");
-        self.lab.ip(
-            &ns,
-            &["link", "add", "eth0", "type", "veth", "peer", "name", &port],
-        );
-        self.lab.ip(&ns, &["link", "set", &port, "netns", &self.ns]);
-        self.lab
-            .ip(&self.ns, &["link", "set", &port, "master", "br0", "up"]);
-        let addr = format!("192.168.77.{index}/24");
-        self.lab.ip(&ns, &["addr", "add", &addr, "dev", "eth0"]);
-        self.lab.ip(&ns, &["link", "set", "eth0", "up"]);
-        // A veth hands its peer packets whose checksums the sender's stack left for the NIC to
-        // finish; a real NIC finishes them on the wire. Make this underlay a faithful wire, so
-        // tunnel packets from kernel nodes arrive with the checksums they carry on a network.
-        let out = self.lab.exec(&ns, &["ethtool", "-K", "eth0", "tx", "off"]);
-        assert!(out.ok(), "{}", out.text());
-        ns
-    }
-
-    /// A vswitch node N with uplink eth0 and one pod.
-    fn vswitch_node(&self, index: u8) -> (Node<'a>, String, PortInfo) {
-        let ns = self.host(&format!("n{index}"), index);
-        let conf = Conf {
-            uplink: Some("eth0".into()),
-            index,
-            ..Conf::default()
-        };
-        let node = self.lab.node_in(&ns, &format!("n{index}"), &conf);
-        let pod_ns = self.lab.netns(&format!("pod{index}"));
-        let pod = node.port_add(&pod_ns, &format!("{}-pod{index}", self.lab.id));
-        (node, pod_ns, pod)
-    }
+/// A vswitch node N on `ul` with one pod: the node, the pod's namespace and its port.
+fn node_with_pod<'a>(ul: &Underlay<'a>, index: u8) -> (Node<'a>, String, PortInfo) {
+    let node = ul.vswitch_node(index);
+    let pod_ns = ul.lab.netns(&format!("pod{index}"));
+    let pod = node.port_add(&pod_ns, &format!("{}-pod{index}", ul.lab.id));
+    (node, pod_ns, pod)
 }
 
 fn vtep_mac(node: &Node) -> String {
@@ -123,8 +79,8 @@ fn event(node: &Node, port: &str, name: &str) -> u64 {
 fn two_vswitch_nodes(kind: TunnelKind) {
     let lab = Lab::new();
     let ul = Underlay::new(&lab);
-    let (n1, ns1, p1) = ul.vswitch_node(1);
-    let (n2, ns2, p2) = ul.vswitch_node(2);
+    let (n1, ns1, p1) = node_with_pod(&ul, 1);
+    let (n2, ns2, p2) = node_with_pod(&ul, 2);
     let vxlan = kind == TunnelKind::Vxlan;
     let (m1, m2) = (vtep_mac(&n1), vtep_mac(&n2));
     n1.tunnel_add("n2", kind, 2, vxlan.then_some(m2));
@@ -166,7 +122,7 @@ fn two_vswitch_nodes_over_ipip() {
 fn interop_with_a_kernel_flannel_node() {
     let lab = Lab::new();
     let ul = Underlay::new(&lab);
-    let (n1, ns1, p1) = ul.vswitch_node(1);
+    let (n1, ns1, p1) = node_with_pod(&ul, 1);
     let k = ul.host("k3", 3);
     let flannel_mac = "0e:00:00:77:03:03";
     let sh = |args: &[&str]| lab.ip(&k, args);
@@ -277,8 +233,8 @@ fn interop_with_a_kernel_flannel_node() {
 fn ipip_frames_decode_in_tshark() {
     let lab = Lab::new();
     let ul = Underlay::new(&lab);
-    let (n1, ns1, p1) = ul.vswitch_node(1);
-    let (n2, _ns2, p2) = ul.vswitch_node(2);
+    let (n1, ns1, p1) = node_with_pod(&ul, 1);
+    let (n2, _ns2, p2) = node_with_pod(&ul, 2);
     n1.tunnel_add("n2", TunnelKind::Ipip, 2, None);
     n2.tunnel_add("n1", TunnelKind::Ipip, 1, None);
     n1.wait_tunnels_resolved();

@@ -915,3 +915,54 @@ pub fn build_ctl_binary(name: &str) -> PathBuf {
     assert!(bin.exists(), "{} was not built", bin.display());
     bin
 }
+
+/// An underlay namespace with a bridge; hosts on it get `eth0` = 192.168.77.N/24.
+pub struct Underlay<'a> {
+    /// The lab it belongs to.
+    pub lab: &'a Lab,
+    /// The underlay namespace (holds the bridge `br0`).
+    pub ns: String,
+}
+
+impl<'a> Underlay<'a> {
+    /// A fresh underlay bridge in namespace `<id>-ul`.
+    pub fn new(lab: &'a Lab) -> Underlay<'a> {
+        let ns = lab.netns("ul");
+        lab.ip(&ns, &["link", "add", "br0", "type", "bridge"]);
+        lab.ip(&ns, &["link", "set", "br0", "up"]);
+        Underlay { lab, ns }
+    }
+
+    /// A host namespace wired to the underlay as 192.168.77.`index`.
+    pub fn host(&self, name: &str, index: u8) -> String {
+        let ns = self.lab.netns(name);
+        let port = format!("u{index}");
+        self.lab.ip(
+            &ns,
+            &["link", "add", "eth0", "type", "veth", "peer", "name", &port],
+        );
+        self.lab.ip(&ns, &["link", "set", &port, "netns", &self.ns]);
+        self.lab
+            .ip(&self.ns, &["link", "set", &port, "master", "br0", "up"]);
+        let addr = format!("192.168.77.{index}/24");
+        self.lab.ip(&ns, &["addr", "add", &addr, "dev", "eth0"]);
+        self.lab.ip(&ns, &["link", "set", "eth0", "up"]);
+        // A veth hands its peer packets whose checksums the sender's stack left for the NIC to
+        // finish; a real NIC finishes them on the wire. Make this underlay a faithful wire, so
+        // tunnel packets from kernel nodes arrive with the checksums they carry on a network.
+        let out = self.lab.exec(&ns, &["ethtool", "-K", "eth0", "tx", "off"]);
+        assert!(out.ok(), "{}", out.text());
+        ns
+    }
+
+    /// A vswitch node N (namespace `<id>-nN`) with uplink eth0 on the underlay.
+    pub fn vswitch_node(&self, index: u8) -> Node<'a> {
+        let ns = self.host(&format!("n{index}"), index);
+        let conf = Conf {
+            uplink: Some("eth0".into()),
+            index,
+            ..Conf::default()
+        };
+        self.lab.node_in(&ns, &format!("n{index}"), &conf)
+    }
+}
