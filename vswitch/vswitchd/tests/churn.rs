@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{cpu_heavy, Conf, Lab, Node};
+use common::{addr, cpu_heavy, Conf, Lab, Node};
 use ctl::proto::PortInfo;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,10 +44,6 @@ const RSS_TREND_TOLERANCE_KIB: u64 = 1024;
 /// Open files the daemon may hold above its baseline when measured: the control connection of
 /// a request that has just been answered may not be closed by its thread yet.
 const FD_TOLERANCE: usize = 2;
-
-fn addr(p: &PortInfo) -> String {
-    p.ip.addr().to_string()
-}
 
 /// Sets its flag when dropped (also while unwinding from a failed assertion).
 struct SetOnDrop<'a>(&'a AtomicBool);

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{Conf, Lab, Out};
+use common::{Conf, Lab, Out, GATEWAY};
 use ipnet::IpNet;
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -23,7 +23,6 @@ use std::time::Duration;
 
 /// Where Debian's containernetworking-plugins installs the reference plugins.
 const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
-const GATEWAY: &str = "10.244.1.1";
 
 /// The `vswitch-cni` binary next to the `vswitchd` under test, built once per test run.
 fn vswitch_cni() -> &'static Path {

@@ -8,28 +8,10 @@
 
 mod common;
 
-use common::{cpu_heavy, error_code, python, Conf, Lab, Node};
-use ctl::proto::{ErrorCode, PortAdd, PortInfo, Request, Response};
+use common::{addr, cpu_heavy, error_code, pods, python, Conf, Lab, Node, GATEWAY};
+use ctl::proto::{ErrorCode, PortAdd, Request, Response};
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-const GATEWAY: &str = "10.244.1.1";
-
-fn addr(p: &PortInfo) -> String {
-    p.ip.addr().to_string()
-}
-
-/// Adds one pod per name, each in a new namespace `<id>-<name>` with container id `<id>-<name>`.
-fn pods(lab: &Lab, node: &Node, names: &[&str]) -> Vec<(String, PortInfo)> {
-    names
-        .iter()
-        .map(|name| {
-            let ns = lab.netns(name);
-            let info = node.port_add(&ns, &format!("{}-{name}", lab.id));
-            (ns, info)
-        })
-        .collect()
-}
 
 /// Every drop reason with its count, over all ports.
 fn drop_reasons(node: &Node) -> Vec<(String, String, u64)> {

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{cpu_heavy, Conf, Lab, Node};
+use common::{addr, cpu_heavy, pods, Conf, Lab, Node, GATEWAY};
 use ctl::proto::{ErrorCode, PortInfo, Reply, Request, Response};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -19,24 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-const GATEWAY: &str = "10.244.1.1";
-
-fn addr(p: &PortInfo) -> String {
-    p.ip.addr().to_string()
-}
-
-/// Adds one pod per name, each in a new namespace `<id>-<name>` with container id `<id>-<name>`.
-fn pods(lab: &Lab, node: &Node, names: &[&str]) -> Vec<(String, PortInfo)> {
-    names
-        .iter()
-        .map(|name| {
-            let ns = lab.netns(name);
-            let info = node.port_add(&ns, &format!("{}-{name}", lab.id));
-            (ns, info)
-        })
-        .collect()
-}
 
 /// `port list`, in container id order.
 fn sorted_ports(node: &Node) -> Vec<PortInfo> {

@@ -24,8 +24,8 @@
 
 mod common;
 
-use common::{python, Conf, Lab, Node, Underlay};
-use ctl::proto::{NodeInfo, PortInfo, Reply, Request, Response, TunnelKind};
+use common::{addr, pods, python, Conf, Lab, Node, Underlay};
+use ctl::proto::{NodeInfo, Reply, Request, Response, TunnelKind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -209,10 +209,6 @@ fn sniffing(lab: &Lab, namespaces: &[&str], attack: impl FnOnce()) -> Vec<Sniffe
     })
 }
 
-fn addr(p: &PortInfo) -> String {
-    p.ip.addr().to_string()
-}
-
 fn node_info(node: &Node) -> NodeInfo {
     match node.call(&Request::Node {}) {
         Response::Ok {
@@ -220,18 +216,6 @@ fn node_info(node: &Node) -> NodeInfo {
         } => n,
         other => panic!("node: {other:?}"),
     }
-}
-
-/// Adds one pod per name, each in a new namespace `<id>-<name>`.
-fn pods(lab: &Lab, node: &Node, names: &[&str]) -> Vec<(String, PortInfo)> {
-    names
-        .iter()
-        .map(|name| {
-            let ns = lab.netns(name);
-            let info = node.port_add(&ns, &format!("{}-{name}", lab.id));
-            (ns, info)
-        })
-        .collect()
 }
 
 /// A counter of port `port`: `drop:<reason>`, `event:<name>`, `rx` or `tx`.

@@ -19,12 +19,11 @@
 
 mod common;
 
-use common::{cpu_heavy, python, Conf, Lab, Node};
+use common::{addr, cpu_heavy, python, Conf, Lab, Node, GATEWAY};
 use ctl::proto::{PortInfo, Stats};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-const GATEWAY: &str = "10.244.1.1";
 const NODE_IP: &str = "192.168.77.1";
 /// Default soak length (seconds) when `VSWITCH_SOAK_SECS` is not set.
 const DEFAULT_SECS: u64 = 30;
@@ -84,10 +83,6 @@ time.sleep(0.5)
 drain()
 print('sent', sent, 'replies', replies)
 "#;
-
-fn addr(p: &PortInfo) -> String {
-    p.ip.addr().to_string()
-}
 
 fn soak_secs() -> u64 {
     match std::env::var("VSWITCH_SOAK_SECS") {

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{cpu_heavy, Lab, Node, Underlay};
+use common::{addr, cpu_heavy, Lab, Node, Underlay};
 use ctl::proto::{PortInfo, Reply, Request, Response, TunnelKind};
 use std::time::{Duration, Instant};
 
@@ -27,10 +27,6 @@ fn vtep_mac(node: &Node) -> String {
         } => n.vtep_mac,
         other => panic!("node: {other:?}"),
     }
-}
-
-fn addr(p: &PortInfo) -> String {
-    p.ip.addr().to_string()
 }
 
 /// Ping, a full-MTU ping with DF, and an exact TCP transfer from `from_ns` to `to`.

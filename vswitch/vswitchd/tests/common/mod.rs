@@ -869,6 +869,26 @@ pub fn clock_ticks() -> u64 {
     out.stdout.trim().parse().expect("CLK_TCK is a number")
 }
 
+/// The gateway of node 1's pods (pod CIDR 10.244.1.0/24).
+pub const GATEWAY: &str = "10.244.1.1";
+
+/// A pod's address, as text.
+pub fn addr(p: &PortInfo) -> String {
+    p.ip.addr().to_string()
+}
+
+/// Adds one pod per name, each in a new namespace `<id>-<name>` with container id `<id>-<name>`.
+pub fn pods(lab: &Lab, node: &Node, names: &[&str]) -> Vec<(String, PortInfo)> {
+    names
+        .iter()
+        .map(|name| {
+            let ns = lab.netns(name);
+            let info = node.port_add(&ns, &format!("{}-{name}", lab.id));
+            (ns, info)
+        })
+        .collect()
+}
+
 /// The error code of a response, or None for success.
 pub fn error_code(r: &Response) -> Option<ErrorCode> {
     match r {
