@@ -2,97 +2,14 @@
 //! stdin in; stdout and exit status out) against a fake daemon: a Unix listener in a thread that
 //! records each request line and answers with canned response lines. No root needed.
 
+mod common;
+
+use common::{FakeDaemon, TempDir};
 use ctl::proto::{ErrorCode, NodeInfo, PortInfo, Reply, Response};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// A private directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "vswitch-cni-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Accepts one connection, failing (rather than hanging the test) when none comes in time.
-fn accept_within(listener: &UnixListener, limit: Duration) -> UnixStream {
-    listener.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + limit;
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false).unwrap();
-                stream.set_read_timeout(Some(limit)).unwrap();
-                return stream;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                assert!(Instant::now() < deadline, "vswitch-cni never connected");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
-    }
-}
-
-/// A fake vswitchd answering one connection per canned response, in order.
-struct FakeDaemon {
-    socket: PathBuf,
-    thread: JoinHandle<Vec<Value>>,
-    _dir: TempDir,
-}
-
-impl FakeDaemon {
-    fn start(responses: Vec<Response>) -> Self {
-        let dir = TempDir::new();
-        let socket = dir.0.join("vswitch.sock");
-        let listener = UnixListener::bind(&socket).unwrap();
-        let thread = std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            for response in responses {
-                let stream = accept_within(&listener, Duration::from_secs(20));
-                let mut line = String::new();
-                BufReader::new(&stream).read_line(&mut line).unwrap();
-                assert_eq!(line.lines().count(), 1, "one request line: {line:?}");
-                seen.push(serde_json::from_str(&line).unwrap());
-                let mut answer = serde_json::to_string(&response).unwrap();
-                answer.push('\n');
-                (&stream).write_all(answer.as_bytes()).unwrap();
-            }
-            seen
-        });
-        FakeDaemon {
-            socket,
-            thread,
-            _dir: dir,
-        }
-    }
-
-    /// The requests received, once every canned response was sent.
-    fn requests(self) -> Vec<Value> {
-        self.thread.join().unwrap()
-    }
-}
 
 /// Runs the plugin with exactly `env` (nothing inherited) and `stdin`.
 fn cni(env: &[(&str, &str)], stdin: &str) -> Output {
@@ -204,7 +121,7 @@ fn add_prints_the_result_in_the_asked_version() {
             })
         );
         assert_eq!(
-            daemon.requests(),
+            daemon.request_values(),
             vec![
                 json!({"verb": "port_add", "netns": netns, "id": "3f2a9c", "ifname": "eth0",
                 "namespace": "web", "labels": {"app": "web"}})
@@ -224,7 +141,7 @@ fn add_ignores_a_prev_result_and_copies_dns() {
     let result: Value = serde_json::from_str(&success(&out)).unwrap();
     assert_eq!(result["interfaces"].as_array().unwrap().len(), 2);
     assert_eq!(result["dns"], c["dns"]);
-    daemon.requests();
+    daemon.request_values();
 }
 
 #[test]
@@ -329,7 +246,7 @@ fn del_is_idempotent_and_needs_no_namespace() {
     gone[2] = ("CNI_NETNS", "");
     assert_eq!(success(&cni(&gone, &c)), "");
     let del = json!({"verb": "port_del", "id": "3f2a9c", "ifname": "eth0"});
-    assert_eq!(daemon.requests(), vec![del.clone(), del]);
+    assert_eq!(daemon.request_values(), vec![del.clone(), del]);
 }
 
 #[test]
@@ -354,7 +271,10 @@ fn check_passes_silently_and_reports_the_daemons_mismatch() {
     let e = failure(&cni(&env, &c.to_string()));
     assert_eq!(e["code"], 3);
     let check = json!({"verb": "port_check", "id": "3f2a9c", "ifname": "eth0"});
-    assert_eq!(daemon.requests(), vec![check.clone(), check.clone(), check]);
+    assert_eq!(
+        daemon.request_values(),
+        vec![check.clone(), check.clone(), check]
+    );
     // Without prevResult there is nothing to check against.
     let e = failure(&cni(&env, &conf("1.0.0", Path::new("/nonexistent"))));
     assert_eq!(e["code"], 7);
@@ -405,7 +325,7 @@ fn status_and_gc_speak_1_1_0() {
     assert_eq!(success(&out), "");
     assert!(String::from_utf8_lossy(&out.stderr).contains("removed 3f2a9c/eth0"));
     assert_eq!(
-        daemon.requests(),
+        daemon.request_values(),
         vec![
             json!({"verb": "node"}),
             json!({"verb": "gc", "valid": [{"id": "keep", "ifname": "eth0"}]}),
@@ -454,5 +374,5 @@ fn the_example_conflist_yields_configurations_the_plugin_accepts() {
         let result: Value = serde_json::from_str(&success(&out)).unwrap();
         assert_eq!(result["cniVersion"], version);
     }
-    assert_eq!(daemon.requests().len(), 2);
+    assert_eq!(daemon.request_values().len(), 2);
 }

@@ -1,96 +1,15 @@
 //! End-to-end tests of the `vswitchctl` binary against a fake daemon: a Unix listener in a thread
 //! that records each request line and answers with canned response lines.
 
+mod common;
+
+use common::{accept_within, FakeDaemon, TempDir};
 use ctl::proto::{ErrorCode, NodeInfo, PortCounters, PortInfo, Reply, Response, Stats};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixListener;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// A private directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "vswitchctl-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Accepts one connection, failing (rather than hanging the test) when none comes in time.
-fn accept_within(listener: &UnixListener, limit: Duration) -> UnixStream {
-    listener.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + limit;
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false).unwrap();
-                stream.set_read_timeout(Some(limit)).unwrap();
-                return stream;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                assert!(Instant::now() < deadline, "vswitchctl never connected");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
-    }
-}
-
-/// A fake vswitchd answering one connection per canned response, in order.
-struct FakeDaemon {
-    socket: PathBuf,
-    thread: JoinHandle<Vec<String>>,
-    _dir: TempDir,
-}
-
-impl FakeDaemon {
-    fn start(responses: Vec<Response>) -> Self {
-        let dir = TempDir::new();
-        let socket = dir.0.join("vswitch.sock");
-        let listener = UnixListener::bind(&socket).unwrap();
-        let thread = std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            for response in responses {
-                let stream = accept_within(&listener, Duration::from_secs(20));
-                let mut line = String::new();
-                BufReader::new(&stream).read_line(&mut line).unwrap();
-                seen.push(line);
-                let mut answer = serde_json::to_string(&response).unwrap();
-                answer.push('\n');
-                (&stream).write_all(answer.as_bytes()).unwrap();
-            }
-            seen
-        });
-        FakeDaemon {
-            socket,
-            thread,
-            _dir: dir,
-        }
-    }
-
-    /// The request lines received, once every canned response was sent.
-    fn requests(self) -> Vec<String> {
-        self.thread.join().unwrap()
-    }
-}
+use std::time::Duration;
 
 fn vswitchctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vswitchctl"))
