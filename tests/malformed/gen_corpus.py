@@ -251,13 +251,11 @@ class Corpus:
         self.frames = []     # (bytes, entry)
 
     def add(self, frame, what, to=None, drop=None, events=(), sink=None, kernel=False,
-            decap=False, link_drop=False):
+            decap=False):
         """One frame and its fate. `to`: the port it (or the switch's answer) leaves on;
         `drop`: the reason counted; `events`: counted events; `sink`: the pod whose UDP socket
         on port 5000 receives a datagram from it; `kernel`: the uplink XDP program passes it to
-        the node's kernel (the switch never sees it); `decap`: it passes decapsulation;
-        `link_drop`: the switch transmits it on `to`, but it is longer than that link carries
-        (the egress veth drops it)."""
+        the node's kernel (the switch never sees it); `decap`: it passes decapsulation."""
         events = list(events)
         if decap:
             events.append("tunnel_decapsulated")
@@ -275,9 +273,6 @@ class Corpus:
         entry = {"index": len(self.frames), "len": len(frame), "what": what}
         if kernel:
             entry["kernel"] = True
-        if link_drop:
-            assert to is not None and sink is None, what
-            entry["link_drop"] = True
         if to is not None:
             entry["to"] = to
         if drop is not None:

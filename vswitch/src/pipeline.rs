@@ -292,7 +292,9 @@ impl Pipeline {
                 ..PacketCtx::default()
             });
         }
-        self.acl.conntrack.sweep(now, CONNTRACK_SWEEP_PER_BATCH);
+        if !self.acl.conntrack.is_empty() {
+            self.acl.conntrack.sweep(now, CONNTRACK_SWEEP_PER_BATCH);
+        }
         run_stages(
             env,
             arena,

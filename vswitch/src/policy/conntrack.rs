@@ -260,11 +260,6 @@ impl Conntrack {
         }
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> ConntrackConfig {
-        self.config
-    }
-
     /// Entries stored (including expired ones not yet swept).
     pub fn len(&self) -> usize {
         self.live
@@ -446,11 +441,6 @@ impl Conntrack {
             }
         }
         freed
-    }
-
-    /// Every live entry (for display).
-    pub fn entries(&self, now: u64) -> impl Iterator<Item = &Entry> + '_ {
-        self.slots.iter().flatten().filter(move |e| e.expires > now)
     }
 }
 
